@@ -1,0 +1,249 @@
+"""Fleet configuration: sites (halls), their equipment, limits and devices.
+
+Loaded from YAML and validated before anything starts.  Every problem is
+reported as ``<file>: <field path>: <message>`` (see
+:mod:`devices.configfile`) and the CLI exits with status 2.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, ValidationInfo, model_validator
+
+from devices.config import DeviceConfig, ModbusRtuTransport, ModbusTcpTransport
+from devices.configfile import ConfigError, StrictModel, load_yaml_model
+from devices.readings import Nature
+from optimizer.reserve import SafetyPolicy
+
+SiteId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,31}$")]
+Pct = Annotated[float, Field(ge=0, le=100)]
+Efficiency = Annotated[float, Field(gt=0, le=1)]
+
+
+class BatterySpec(StrictModel):
+    """capacity_wh [Wh] usable nameplate; max_charge_w / max_discharge_w [W]; soc limits [%]."""
+
+    capacity_wh: float = Field(gt=0)
+    max_charge_w: float = Field(gt=0)
+    max_discharge_w: float = Field(gt=0)
+    soc_min_pct: Pct = 10.0
+    soc_max_pct: Pct = 95.0
+    charge_efficiency: Efficiency = 0.95
+    discharge_efficiency: Efficiency = 0.95
+    initial_soc_pct: Pct = 60.0  # simulator start value
+
+    @model_validator(mode="after")
+    def _check(self) -> "BatterySpec":
+        if self.soc_min_pct >= self.soc_max_pct:
+            raise ValueError("soc_min_pct must be below soc_max_pct")
+        return self
+
+
+class InverterSpec(StrictModel):
+    """rated_w [W]: AC rating of the battery inverter."""
+
+    rated_w: float = Field(gt=0)
+
+
+class PVSpec(StrictModel):
+    """capacity_w [W] DC peak; tilt_deg / azimuth_deg (180 = south) [°]."""
+
+    capacity_w: float = Field(ge=0)
+    tilt_deg: float = Field(default=20.0, ge=0, le=90)
+    azimuth_deg: float = Field(default=180.0, ge=0, lt=360)
+
+
+class GridSpec(StrictModel):
+    """import_limit_w [W] contract limit; export_limit_w [W] (0: no reverse flow allowed)."""
+
+    import_limit_w: float = Field(gt=0)
+    export_limit_w: float = Field(default=0.0, ge=0)
+
+
+class LoadSpec(StrictModel):
+    """Hall load: base_w / peak_w [W] of the whole hall; critical_w [W] average critical load."""
+
+    base_w: float = Field(ge=0)
+    peak_w: float = Field(gt=0)
+    critical_w: float = Field(gt=0)
+    profile: Literal["community_hall", "flat"] = "community_hall"
+
+    @model_validator(mode="after")
+    def _check(self) -> "LoadSpec":
+        if self.peak_w < self.base_w:
+            raise ValueError("peak_w must be >= base_w")
+        if self.critical_w > self.peak_w:
+            raise ValueError("critical_w must be <= peak_w (the critical circuit is part of the hall)")
+        return self
+
+
+class ReserveSpec(StrictModel):
+    """Hours [h] of critical load the battery keeps, per mode; pv_pessimism [0..1] share of PV counted."""
+
+    h_vpp: float = Field(default=4.0, ge=0, le=72)
+    h_disaster: float = Field(default=12.0, ge=0, le=72)
+    pv_pessimism: float = Field(default=0.0, ge=0, le=1)
+
+
+class ControlSpec(StrictModel):
+    """cycle_s [s] control period; stale_cycles: cycles without good data before safe mode;
+    ramp_w_per_s [W/s] setpoint ramp limit."""
+
+    cycle_s: float = Field(default=1.0, gt=0, le=60)
+    stale_cycles: int = Field(default=5, ge=1, le=1000)
+    ramp_w_per_s: float = Field(default=2000.0, gt=0)
+
+
+class SimulatorSpec(StrictModel):
+    """The simulated hall: Modbus TCP port on loopback, seed, weather (cloud factor 0..1)."""
+
+    port: int = Field(ge=1024, le=65535)
+    seed: int = 0
+    cloud_factor: float = Field(default=0.2, ge=0, le=1)
+
+
+class SiteConfig(StrictModel):
+    """One community hall with its battery, PV, grid connection, loads and devices."""
+
+    id: SiteId
+    name: str = Field(min_length=1)
+    area_code: str = Field(pattern=r"^\d{6,7}$")  # JMA warning area (municipality) code
+    area_name: str = ""
+    lat: float = Field(ge=20, le=46)  # Japan
+    lon: float = Field(ge=122, le=154)
+    battery: BatterySpec
+    inverter: InverterSpec
+    pv: PVSpec
+    grid: GridSpec
+    loads: LoadSpec
+    reserve: ReserveSpec = ReserveSpec()
+    control: ControlSpec = ControlSpec()
+    simulator: SimulatorSpec | None = None
+    devices: list[DeviceConfig] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> "SiteConfig":
+        counts = Counter(d.id for d in self.devices)
+        dup = sorted(k for k, n in counts.items() if n > 1)
+        if dup:
+            raise ValueError(f"devices: duplicate device id(s) {', '.join(dup)}")
+        natures = Counter(d.nature for d in self.devices)
+        for nature in (Nature.BATTERY, Nature.METER):
+            if natures[nature] != 1:
+                raise ValueError(f"devices: exactly one {nature.value} device is required, found {natures[nature]}")
+        if natures[Nature.PV] > 1:
+            raise ValueError("devices: at most one pv device is supported")
+        if self.battery.max_charge_w > self.inverter.rated_w * 1.5 or self.battery.max_discharge_w > self.inverter.rated_w * 1.5:
+            raise ValueError("battery power limits exceed 1.5 × inverter.rated_w; check the units (W)")
+        return self
+
+    def safety_policy(self) -> SafetyPolicy:
+        """The one safety object both the guard and the optimizer enforce."""
+        b = self.battery
+        return SafetyPolicy(
+            capacity_wh=b.capacity_wh,
+            soc_min_pct=b.soc_min_pct,
+            soc_max_pct=b.soc_max_pct,
+            max_charge_w=min(b.max_charge_w, self.inverter.rated_w),
+            max_discharge_w=min(b.max_discharge_w, self.inverter.rated_w),
+            charge_efficiency=b.charge_efficiency,
+            discharge_efficiency=b.discharge_efficiency,
+            reserve_hours={"vpp": self.reserve.h_vpp, "disaster_reserve": self.reserve.h_disaster,
+                           "manual": self.reserve.h_vpp},
+            pv_pessimism=self.reserve.pv_pessimism,
+            ramp_w_per_s=self.control.ramp_w_per_s,
+            grid_import_limit_w=self.grid.import_limit_w,
+            grid_export_limit_w=self.grid.export_limit_w,
+        )
+
+    def device(self, nature: Nature) -> DeviceConfig | None:
+        """The site's device of ``nature`` (None when it has none)."""
+        return next((d for d in self.devices if d.nature == nature), None)
+
+
+class FleetSpec(StrictModel):
+    """Fleet-wide settings: name, display timezone, market slot length [min], state folder."""
+
+    name: str = Field(min_length=1)
+    timezone: str = "Asia/Tokyo"
+    slot_minutes: Literal[15, 30] = 30
+    state_dir: str = "var/state"  # relative to the config file's folder's parent
+
+
+class FleetConfig(StrictModel):
+    """The whole fleet file."""
+
+    fleet: FleetSpec
+    sites: list[SiteConfig] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _check(self, info: ValidationInfo) -> "FleetConfig":
+        problems: list[str] = []
+        seen_ids: dict[str, int] = {}
+        sim_ports: dict[int, int] = {}
+        endpoints: dict[tuple, str] = {}
+        for i, site in enumerate(self.sites):
+            if site.id in seen_ids:
+                problems.append(f"sites[{i}].id: duplicate site id {site.id!r} (also sites[{seen_ids[site.id]}])")
+            seen_ids.setdefault(site.id, i)
+            if site.simulator is not None:
+                port = site.simulator.port
+                if port in sim_ports:
+                    problems.append(
+                        f"sites[{i}].simulator.port: port {port} already used by sites[{sim_ports[port]}]"
+                    )
+                sim_ports.setdefault(port, i)
+            for j, dev in enumerate(site.devices):
+                t = dev.transport
+                if isinstance(t, (ModbusTcpTransport, ModbusRtuTransport)):
+                    key = (*t.endpoint, t.unit)
+                    where = f"sites[{i}].devices[{j}].transport"
+                    if key in endpoints:
+                        problems.append(f"{where}: {key[0]}:{key[1]} unit {key[2]} already used by {endpoints[key]}")
+                    endpoints.setdefault(key, where)
+        if problems:
+            # Raised as one ValueError per fleet; the loader splits the lines again.
+            raise ValueError("\n".join(problems))
+        try:
+            from zoneinfo import ZoneInfo
+
+            ZoneInfo(self.fleet.timezone)
+        except Exception:
+            raise ValueError(f"fleet.timezone: unknown timezone {self.fleet.timezone!r}") from None
+        return self
+
+    def site(self, site_id: str) -> SiteConfig:
+        """The site with ``site_id``; KeyError names the known ids."""
+        for s in self.sites:
+            if s.id == site_id:
+                return s
+        raise KeyError(f"unknown site {site_id!r} (known: {', '.join(s.id for s in self.sites)})")
+
+
+def load_fleet(path: str | Path) -> FleetConfig:
+    """Load and validate a fleet file; raises ConfigError with ``file: path: message`` lines."""
+    path = Path(path)
+    maps_dir = path.resolve().parent / "devicemaps"
+    try:
+        return load_yaml_model(path, FleetConfig, context={"maps_dir": maps_dir})
+    except ConfigError as exc:
+        # Fleet-level checks report several "field: message" lines in one error; split them.
+        lines: list[str] = []
+        for line in exc.problems:
+            head, _, rest = line.partition(": (top level): ")
+            if rest:
+                lines.extend(f"{head}: {part}" for part in rest.split("\n"))
+            else:
+                lines.append(line)
+        raise ConfigError(lines) from None
+
+
+def state_dir_for(config_path: str | Path, fleet: FleetConfig) -> Path:
+    """Folder where daemons persist mode and outbox for this fleet file."""
+    p = Path(fleet.fleet.state_dir)
+    if p.is_absolute():
+        return p
+    return Path(config_path).resolve().parent.parent / p
