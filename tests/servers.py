@@ -476,13 +476,15 @@ class VictoriaMetricsServer(ManagedServer):
         """Make everything received so far visible to queries."""
         _HTTP.request("GET", f"{self.url}/internal/force_flush")
 
-    def export(self, match: str) -> list[dict]:
-        """Raw samples of the series matching ``match`` (a PromQL selector), deduplicated by VM.
+    def export(self, match: str, start_s: float = 0, end_s: float = 4_102_444_800) -> list[dict]:
+        """Raw samples of the series matching ``match`` (a PromQL selector) between ``start_s`` and
+        ``end_s`` [s unix] (default: 1970 to 2100, so future test timestamps count), deduplicated by VM.
 
         Each item is ``{"metric": {...labels}, "values": [...], "timestamps": [ms, ...]}``.
         """
         self.flush()
-        r = _HTTP.request("POST", f"{self.url}/api/v1/export", fields={"match[]": match},
+        r = _HTTP.request("POST", f"{self.url}/api/v1/export",
+                          fields={"match[]": match, "start": str(start_s), "end": str(end_s)},
                           encode_multipart=False)
         if r.status != 200:
             raise RuntimeError(f"VM export {match}: HTTP {r.status}: {r.data[:300]!r}")
