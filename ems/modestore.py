@@ -101,8 +101,10 @@ class ModeStore:
 
         Missing file → vpp "default at first start".  Unreadable or invalid
         file → moved aside, alarm ``corrupt_state_file`` raised (into
-        ``alarms`` if given), disaster_reserve returned and saved.
+        ``alarms`` if given), disaster_reserve returned and saved.  Temp
+        files left by a crash during :meth:`save` are removed.
         """
+        self._remove_leftover_temps()
         try:
             raw = self.path.read_bytes()
         except FileNotFoundError:
@@ -114,6 +116,18 @@ class ModeStore:
         except ValueError as exc:
             return self._fallback(now, alarms, str(exc))
         return LoadedMode(req, "file")
+
+    def _remove_leftover_temps(self) -> None:
+        # Only this site's daemon writes these, and it is starting: none is in progress.
+        try:
+            leftovers = list(self.state_dir.glob(f".{self.path.name}.*.tmp"))
+        except OSError:
+            return
+        for tmp in leftovers:
+            try:
+                tmp.unlink()
+            except OSError:
+                pass
 
     def _parse(self, raw: bytes) -> ModeRequest:
         try:
