@@ -1,0 +1,119 @@
+"""Build a site's devices from configuration, one shared connection per endpoint.
+
+``build_devices`` turns the ``devices:`` list of a site into nature objects
+(BatteryDevice, MeterDevice, PVDevice; MQTT devices via
+``devices.mqtt_device.MqttDevice``).  Devices behind the same endpoint
+(host:port, or serial line) share one :class:`ModbusConnection`;
+``close_all`` closes each connection once.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from pathlib import Path
+from typing import Any, Iterable
+
+from devices.config import SUNSPEC, DeviceConfig, ModbusRtuTransport, ModbusTcpTransport, MqttTransport
+from devices.configfile import ConfigError
+from devices.modbus.connection import ModbusConnection
+from devices.natures import NATURE_CLASSES, Clock, Device, utc_now
+from devices.registermap import load_register_map
+
+
+def _endpoint_key(transport: ModbusTcpTransport | ModbusRtuTransport) -> tuple:
+    if isinstance(transport, ModbusTcpTransport):
+        return ("tcp", transport.host, transport.port)
+    return ("rtu", transport.device)
+
+
+def _new_connection(transport: ModbusTcpTransport | ModbusRtuTransport, timeout_s: float) -> ModbusConnection:
+    if isinstance(transport, ModbusTcpTransport):
+        return ModbusConnection.tcp(transport.host, transport.port, timeout_s)
+    return ModbusConnection.rtu(
+        transport.device,
+        baudrate=transport.baudrate,
+        parity=transport.parity,
+        stopbits=transport.stopbits,
+        bytesize=transport.bytesize,
+        timeout_s=timeout_s,
+    )
+
+
+def _serial_settings(t: ModbusRtuTransport) -> tuple:
+    return (t.baudrate, t.parity, t.stopbits, t.bytesize)
+
+
+def _mqtt_device(config: DeviceConfig, **kwargs: Any) -> Device:
+    if importlib.util.find_spec("devices.mqtt_device") is None:
+        raise NotImplementedError(
+            f"device {config.id}: MQTT transport needs devices/mqtt_device.py (MqttDevice), which is not installed"
+        )
+    module = importlib.import_module("devices.mqtt_device")
+    return module.MqttDevice(config, **kwargs)
+
+
+def build_devices(
+    site_devices: Iterable[DeviceConfig],
+    maps_dir: Path | None = None,
+    *,
+    clock: Clock = utc_now,
+    mqtt_kwargs: dict[str, Any] | None = None,
+) -> dict[str, Device]:
+    """Device objects keyed by device id; Modbus devices on one endpoint share a connection.
+
+    Register maps are loaded from ``maps_dir`` (default: the shipped
+    ``config/devicemaps``); ``map: sunspec`` devices discover theirs on first
+    read.  ``mqtt_kwargs`` are passed to ``MqttDevice`` (e.g. the broker).
+    Raises ConfigError for a missing/invalid map or a map of the wrong
+    nature, ValueError for a duplicate device id or one serial line
+    configured with two different settings, NotImplementedError for an MQTT
+    device when ``devices/mqtt_device.py`` is missing.
+    """
+    connections: dict[tuple, ModbusConnection] = {}
+    serial: dict[tuple, tuple] = {}
+    devices: dict[str, Device] = {}
+    for cfg in site_devices:
+        if cfg.id in devices:
+            raise ValueError(f"duplicate device id {cfg.id!r}")
+        if isinstance(cfg.transport, MqttTransport):
+            devices[cfg.id] = _mqtt_device(cfg, **(mqtt_kwargs or {}))
+            continue
+        key = _endpoint_key(cfg.transport)
+        if isinstance(cfg.transport, ModbusRtuTransport):
+            settings = _serial_settings(cfg.transport)
+            if serial.setdefault(key, settings) != settings:
+                raise ValueError(
+                    f"device {cfg.id}: serial line {cfg.transport.device} is configured with different "
+                    f"settings {settings} than another device on it {serial[key]}"
+                )
+        conn = connections.get(key)
+        if conn is None:
+            conn = connections[key] = _new_connection(cfg.transport, cfg.timeout_s)
+        else:
+            conn.timeout_s = max(conn.timeout_s, cfg.timeout_s)  # the most patient device sets the default
+        regmap = None
+        if cfg.map != SUNSPEC:
+            regmap = load_register_map(cfg.map, maps_dir)
+            if regmap.nature != cfg.nature:
+                raise ConfigError(
+                    [f"device {cfg.id}: map {cfg.map!r} is a {regmap.nature.value} map, the device is a {cfg.nature.value}"]
+                )
+        devices[cfg.id] = NATURE_CLASSES[cfg.nature](cfg, conn, regmap, clock=clock)
+    return devices
+
+
+async def close_all(devices: dict[str, Device] | Iterable[Device]) -> None:
+    """Close every device and every shared connection exactly once."""
+    items = devices.values() if isinstance(devices, dict) else devices
+    seen: set[int] = set()
+    for dev in items:
+        close = getattr(dev, "close", None)
+        if close is not None:
+            result = close()
+            if hasattr(result, "__await__"):
+                await result
+        conn = getattr(dev, "connection", None)
+        if isinstance(conn, ModbusConnection) and id(conn) not in seen:
+            seen.add(id(conn))
+            await conn.close()
