@@ -204,15 +204,15 @@ class FleetConfig(StrictModel):
                     if key in endpoints:
                         problems.append(f"{where}: {key[0]}:{key[1]} unit {key[2]} already used by {endpoints[key]}")
                     endpoints.setdefault(key, where)
-        if problems:
-            # Raised as one ValueError per fleet; the loader splits the lines again.
-            raise ValueError("\n".join(problems))
         try:
             from zoneinfo import ZoneInfo
 
             ZoneInfo(self.fleet.timezone)
         except Exception:
-            raise ValueError(f"fleet.timezone: unknown timezone {self.fleet.timezone!r}") from None
+            problems.insert(0, f"fleet.timezone: unknown timezone {self.fleet.timezone!r}")
+        if problems:
+            # Raised as one ValueError per fleet; the loader splits the lines again.
+            raise ValueError("\n".join(problems))
         return self
 
     def site(self, site_id: str) -> SiteConfig:
