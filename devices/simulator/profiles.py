@@ -95,7 +95,8 @@ class MinuteNoise:
 
     ``value(t)`` depends only on (seed, stream, t): each JST day is drawn
     from its own generator.  Values are an AR(1) with a few minutes of
-    memory, scaled back to unit variance, so loads wander instead of jumping.
+    memory, scaled back to unit variance, so loads wander instead of jumping
+    (except once a day at JST midnight, where two days' draws meet).
     """
 
     def __init__(self, seed: int, stream: int, memory_min: float = 5.0, cache_days: int = 4):

@@ -170,9 +170,10 @@ class CloudSeries:
 
     The value at a time depends only on (seed, cloud_factor, time), never on
     which times were asked before: the process is generated per local solar
-    day (a block starts at solar midnight, when PV is zero anyway), seeded
-    with (seed, day number), so simulations are reproducible whatever their
-    step sizes.
+    day, seeded with (seed, day number), so simulations are reproducible
+    whatever their step sizes.  Each day's block starts an hour before solar
+    midnight and the last hour of a day fades into the next day's block, so
+    the series has no jump at the seams.
     """
 
     def __init__(self, seed: int, cloud_factor: float, lon_deg: float = 135.0,
@@ -188,16 +189,21 @@ class CloudSeries:
         self._cache: dict[int, np.ndarray] = {}
         self._cache_days = cache_days
 
+    #: Minutes over which one day's block fades into the next one's.
+    FADE_MIN = 60
+
     def _day(self, day: int) -> np.ndarray:
+        """Weather factor per minute from FADE_MIN minutes before the day's solar midnight to its end."""
         block = self._cache.get(day)
         if block is None:
+            n = self.FADE_MIN + 1441
             rng = np.random.default_rng([self.seed & 0xFFFFFFFF, day & 0xFFFFFFFF, 0xC10D])
-            eps = rng.standard_normal(1441)
+            eps = rng.standard_normal(n)
             mu, phi, s = self.cloud_factor, self._phi, self._spread
             sigma = s * math.sqrt(1 - phi * phi)
-            c = np.empty(1441)
+            c = np.empty(n)
             c[0] = mu + s * eps[0]  # start from the stationary distribution
-            for k in range(1, 1441):
+            for k in range(1, n):
                 c[k] = mu + phi * (c[k - 1] - mu) + sigma * eps[k]
             block = 1.0 - np.clip(c, 0.0, 1.0)
             if len(self._cache) >= self._cache_days:
@@ -205,12 +211,22 @@ class CloudSeries:
             self._cache[day] = block
         return block
 
+    def _at(self, day: int, minute: float) -> float:
+        """Block value of ``day`` at ``minute`` (−FADE_MIN … 1440) after its solar midnight."""
+        block = self._day(day)
+        x = minute + self.FADE_MIN
+        k = min(int(x), len(block) - 2)
+        frac = x - k
+        return float(block[k] * (1 - frac) + block[k + 1] * frac)
+
     def factor(self, t: datetime) -> float:
         """Weather factor [0..1] at UTC time ``t`` (1 = clear-sky irradiance reaches the panel)."""
         local = _utc(t) + self._offset
         day = local.toordinal()
         minute = (local.hour * 60 + local.minute) + (local.second + local.microsecond / 1e6) / 60
-        block = self._day(day)
-        k = int(minute)
-        frac = minute - k
-        return float(block[k] * (1 - frac) + block[k + 1] * frac)
+        value = self._at(day, minute)
+        fade_from = 1440 - self.FADE_MIN
+        if minute > fade_from:  # fade into tomorrow's block, which is already running
+            w = (minute - fade_from) / self.FADE_MIN
+            value = (1 - w) * value + w * self._at(day + 1, minute - 1440)
+        return value
