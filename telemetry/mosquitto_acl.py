@@ -167,7 +167,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"wrote {files.password_file} and {files.acl_file} for {len(files.users)} users; in mosquitto.conf:")
-    print(f"  allow_anonymous false\n  password_file {files.password_file}\n  acl_file {files.acl_file}")
+    print(f"  allow_anonymous false\n  password_file {files.password_file}\n  acl_file {files.acl_file}\n"
+          "  use_username_as_clientid true   # a gateway cannot take over another one's session\n"
+          "  set_tcp_nodelay true            # commands and acks without Nagle delay")
     return 0
 
 

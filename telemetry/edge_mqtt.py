@@ -1,0 +1,291 @@
+"""The gateway's MQTT side: publish state, telemetry, plan and alarms; take commands; ack them.
+
+Usage in the edge daemon (inside its asyncio loop)::
+
+    mqtt = EdgeMqtt("hall-01", MqttSettings(host=..., username="edge-hall-01", password=...),
+                    state_dir=Path("var/state/hall-01"))
+    mqtt.on_command(handle)          # handle(cmd: Command) -> outcome | awaitable; may raise CommandRejected
+    mqtt.on_audit(record)            # record(cmd | None, ack): every ack, e.g. into the Influx outbox
+    mqtt.start()
+    ...every cycle: mqtt.publish_state({...}); mqtt.publish_telemetry({...})
+    await mqtt.aclose()
+
+Threads: paho's network thread receives commands, validates them and
+records their ids (replay protection, before the broker gets its PUBACK);
+the callback then runs **in the asyncio loop** that called :meth:`start`, so
+the daemon needs no locks.  Every publish method is safe from any thread
+and never blocks on the network.
+
+While the broker is away the daemon keeps running: state and plan are
+remembered and published again (retained) when the connection returns;
+alarms and acks (QoS 1) wait in paho's queue; telemetry is skipped (the
+Influx outbox holds the durable copy).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import logging
+import threading
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Mapping
+
+import paho.mqtt.client as mqtt
+
+from telemetry.commands import (MAX_CLOCK_SKEW, MAX_LIFETIME, Ack, Command, CommandRefused, CommandRejected,
+                                parse_command)
+from telemetry.mqtt_client import MqttSettings, make_client, to_json
+from telemetry.mqtt_topics import (QOS_ACK, QOS_ALARM, QOS_COMMAND, QOS_ONLINE, QOS_PLAN, QOS_STATE,
+                                   QOS_TELEMETRY, SiteTopics, parse_topic)
+from telemetry.replay import ReplayGuard
+
+log = logging.getLogger(__name__)
+
+CommandHandler = Callable[[Command], Any | Awaitable[Any]]
+AuditHandler = Callable[[Command | None, Ack], None]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class EdgeMqtt:
+    """MQTT endpoint of one site's gateway (see the module docstring).
+
+    state_dir: folder for the replay database (``commands-<site>.sqlite``);
+    handler_timeout_s [s]: an async command handler slower than this is
+    acked as failed; clock: current UTC time (tests move it).
+    """
+
+    def __init__(self, site: str, settings: MqttSettings, state_dir: str | Path, *, client_id: str | None = None,
+                 handler_timeout_s: float = 10.0, max_lifetime: timedelta = MAX_LIFETIME,
+                 max_skew: timedelta = MAX_CLOCK_SKEW, clock: Callable[[], datetime] = _utcnow):
+        self.site = site
+        self.topics = SiteTopics(site)
+        self.settings = settings
+        self.handler_timeout_s = handler_timeout_s
+        self.max_lifetime, self.max_skew = max_lifetime, max_skew
+        self._clock = clock
+        self.replay = ReplayGuard(Path(state_dir) / f"commands-{site}.sqlite")
+        self.counts: Counter[str] = Counter()  # accepted, refused, failed, ok, telemetry_skipped, connects
+        self._handler: CommandHandler | None = None
+        self._audit: AuditHandler | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._lock = threading.Lock()
+        self._last_state: bytes | None = None
+        self._last_plan: bytes | None = None
+        self._connected = threading.Event()
+        self._last_connect_error: str | None = None
+        self.subscribe_refused = False
+        self._stopping = False
+        self._client = make_client(settings, client_id or f"ems-edge-{site}")
+        self._client.will_set(self.topics.online, to_json({"online": False}), qos=QOS_ONLINE, retain=True)
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_subscribe = self._on_subscribe
+        self._client.on_message = self._on_message
+
+    # -- wiring --------------------------------------------------------------------------
+    def on_command(self, handler: CommandHandler) -> None:
+        """Set the handler for valid commands: returns the outcome (JSON-able) or an awaitable of it;
+        raises CommandRejected to refuse; any other exception is acked as failed."""
+        self._handler = handler
+
+    def on_audit(self, handler: AuditHandler) -> None:
+        """Set a function called with (command or None, ack) for every ack sent, refusals included."""
+        self._audit = handler
+
+    def start(self) -> None:
+        """Connect in the background (retrying until the broker answers) and start the network thread."""
+        try:
+            self._loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._loop = None  # no asyncio: handlers run in paho's thread
+        self._client.connect_async(self.settings.host, self.settings.port, keepalive=self.settings.keepalive_s)
+        self._client.loop_start()
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    async def wait_connected(self, timeout_s: float = 30.0) -> bool:
+        """Wait until connected to the broker; False after ``timeout_s`` [s]."""
+        return await asyncio.to_thread(self._connected.wait, timeout_s)
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Say offline (retained), disconnect and stop the network thread (blocks up to ``timeout_s`` [s])."""
+        self._stopping = True
+        if self._connected.is_set():
+            info = self._client.publish(self.topics.online, to_json({"online": False}), qos=QOS_ONLINE, retain=True)
+            try:
+                info.wait_for_publish(timeout_s)
+            except (RuntimeError, ValueError):
+                pass
+        self._client.disconnect()
+        self._client.loop_stop()
+        self.replay.close()
+
+    async def aclose(self, timeout_s: float = 5.0) -> None:
+        """:meth:`stop` without blocking the event loop."""
+        await asyncio.to_thread(self.stop, timeout_s)
+
+    # -- publishing ----------------------------------------------------------------------
+    def publish_state(self, state: Mapping[str, Any]) -> None:
+        """Retained JSON snapshot of the site on ``.../state`` (QoS 1); re-sent on every reconnect."""
+        payload = to_json(state)
+        with self._lock:
+            self._last_state = payload
+        if self.connected:
+            self._client.publish(self.topics.state, payload, qos=QOS_STATE, retain=True)
+
+    def publish_plan(self, plan: Mapping[str, Any]) -> None:
+        """Retained current plan on ``.../plan`` (QoS 1); re-sent on every reconnect."""
+        payload = to_json(plan)
+        with self._lock:
+            self._last_plan = payload
+        if self.connected:
+            self._client.publish(self.topics.plan, payload, qos=QOS_PLAN, retain=True)
+
+    def publish_telemetry(self, data: Mapping[str, Any]) -> bool:
+        """Raw values on ``.../telemetry`` (QoS 0); skipped (False) while disconnected."""
+        if not self.connected:
+            self.counts["telemetry_skipped"] += 1
+            return False
+        self._client.publish(self.topics.telemetry, to_json(data), qos=QOS_TELEMETRY)
+        return True
+
+    def publish_alarm(self, alarm: Mapping[str, Any]) -> None:
+        """An alarm event on ``.../alarm`` (QoS 1); queued in memory while the broker is away."""
+        self._client.publish(self.topics.alarm, to_json(alarm), qos=QOS_ALARM)
+
+    def ack(self, ack: Ack, command: Command | None = None) -> None:
+        """Publish ``ack`` on ``.../ack`` (QoS 1, queued while away) and pass it to the audit handler.
+        Commands are acked automatically; this is for acks the daemon sends on its own."""
+        self._deliver_ack(ack, command)
+
+    # -- paho callbacks (network thread) -------------------------------------------------
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            text = str(reason_code)
+            if text != self._last_connect_error:
+                log.error("%s: broker %s:%d refused the connection: %s", self.site, self.settings.host,
+                          self.settings.port, text)
+            self._last_connect_error = text
+            return
+        if self._last_connect_error or self.counts["connects"]:
+            log.info("%s: connected to the broker again", self.site)
+        self._last_connect_error = None
+        self.counts["connects"] += 1
+        client.subscribe(self.topics.commands, qos=QOS_COMMAND)
+        client.publish(self.topics.online, to_json({"online": True, "since": self._clock()}), qos=QOS_ONLINE,
+                       retain=True)
+        with self._lock:
+            state, plan = self._last_state, self._last_plan
+        if state is not None:
+            client.publish(self.topics.state, state, qos=QOS_STATE, retain=True)
+        if plan is not None:
+            client.publish(self.topics.plan, plan, qos=QOS_PLAN, retain=True)
+        self._connected.set()
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        if self._connected.is_set() and not self._stopping:
+            log.warning("%s: lost the broker (%s); reconnecting with backoff", self.site, reason_code)
+        self._connected.clear()
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        if any(rc.is_failure for rc in reason_codes):
+            self.subscribe_refused = True
+            log.error("%s: broker refused the subscription to %s (check the ACL)", self.site, self.topics.commands)
+
+    def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
+        try:
+            self._receive(msg.topic, msg.payload)
+        except Exception:  # never let one message kill the network thread
+            log.exception("%s: error handling message on %s", self.site, msg.topic)
+
+    # -- command path --------------------------------------------------------------------
+    def _receive(self, topic: str, payload: bytes) -> None:
+        now = self._clock()
+        parsed = parse_topic(topic)
+        kind = parsed.kind if parsed and parsed.leaf == "cmd" and parsed.site == self.site else None
+        try:
+            cmd = parse_command(payload, self.site, kind, now, self.max_lifetime, self.max_skew)
+            self.replay.record(cmd)
+        except CommandRefused as refusal:
+            self.counts["refused_" + refusal.code] += 1
+            log.warning("%s: refused command on %s: %s", self.site, topic, refusal)
+            self._deliver_ack(self._refusal(refusal, now), None)
+            return
+        self.counts["accepted"] += 1
+        if self._handler is None:
+            self._deliver_ack(self._refusal(CommandRefused("unavailable", "the site has no command handler yet",
+                                                           cmd.id, cmd.kind), now), cmd)
+            return
+        if self._loop is not None and not self._loop.is_closed():
+            asyncio.run_coroutine_threadsafe(self._execute(cmd), self._loop)
+        else:
+            self._execute_sync(cmd)
+
+    def _refusal(self, r: CommandRefused, received_at: datetime) -> Ack:
+        return Ack(command_id=r.command_id, site=self.site, kind=r.kind, status="refused", code=r.code,
+                   error=r.message, received_at=received_at, acked_at=self._clock())
+
+    def _deliver_ack(self, ack: Ack, cmd: Command | None) -> None:
+        # Acks go out from the network thread at once; the audit handler runs in the event loop.
+        self.counts[ack.status] += 1
+        self._client.publish(self.topics.ack, ack.model_dump_json().encode(), qos=QOS_ACK)
+        if self._audit is None:
+            return
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._safe_audit, cmd, ack)
+        else:
+            self._safe_audit(cmd, ack)
+
+    def _safe_audit(self, cmd: Command | None, ack: Ack) -> None:
+        try:
+            self._audit(cmd, ack)
+        except Exception:
+            log.exception("audit handler failed for ack of %s", ack.command_id)
+
+    def _outcome_ack(self, cmd: Command, status: str, outcome: Any = None, code: str | None = None,
+                     error: str | None = None) -> Ack:
+        try:
+            outcome = json.loads(to_json(outcome))
+        except (TypeError, ValueError):
+            outcome = repr(outcome)
+        return Ack(command_id=cmd.id, site=self.site, kind=cmd.kind, status=status, code=code, error=error,
+                   outcome=outcome, received_at=cmd.received_at, acked_at=self._clock())
+
+    async def _execute(self, cmd: Command) -> None:
+        try:
+            outcome = self._handler(cmd)
+            if inspect.isawaitable(outcome):
+                outcome = await asyncio.wait_for(outcome, self.handler_timeout_s)
+            ack = self._outcome_ack(cmd, "ok", outcome)
+        except CommandRejected as exc:
+            ack = self._outcome_ack(cmd, "refused", code="rejected", error=str(exc))
+        except asyncio.TimeoutError:
+            ack = self._outcome_ack(cmd, "failed", error=f"handler did not finish within {self.handler_timeout_s} s")
+        except Exception as exc:
+            log.exception("%s: command handler failed for %s", self.site, cmd.id)
+            ack = self._outcome_ack(cmd, "failed", error=f"{type(exc).__name__}: {exc}")
+        self._deliver_ack(ack, cmd)
+
+    def _execute_sync(self, cmd: Command) -> None:
+        try:
+            outcome = self._handler(cmd)
+            if inspect.isawaitable(outcome):
+                if hasattr(outcome, "close"):
+                    outcome.close()
+                raise RuntimeError("async command handler but EdgeMqtt was started outside an event loop")
+            ack = self._outcome_ack(cmd, "ok", outcome)
+        except CommandRejected as exc:
+            ack = self._outcome_ack(cmd, "refused", code="rejected", error=str(exc))
+        except Exception as exc:
+            log.exception("%s: command handler failed for %s", self.site, cmd.id)
+            ack = self._outcome_ack(cmd, "failed", error=f"{type(exc).__name__}: {exc}")
+        self._deliver_ack(ack, cmd)

@@ -1,0 +1,86 @@
+"""Replay protection for commands, persisted in SQLite.
+
+Every accepted command id is recorded (with a durable commit) before the
+command is handed on, and kept until the command expires: after that an
+old copy would be refused as expired anyway.  So a restart of the daemon
+does not open a window in which a captured command can be replayed.
+
+A command is recorded before it is executed: if the daemon dies in between,
+the command is not executed twice (at most once), and the issuer sees no ack
+and can send a new command with a new id.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from datetime import datetime, timezone
+from pathlib import Path
+
+from telemetry.commands import Command, CommandRefused
+
+PURGE_MARGIN_S = 3600.0
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS seen (
+    id TEXT PRIMARY KEY,
+    expires_at REAL NOT NULL,   -- [s] unix time; the row may go after this
+    received_at REAL NOT NULL,  -- [s] unix time
+    issued_by TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS seen_expiry ON seen (expires_at);
+"""
+
+
+class ReplayGuard:
+    """Seen command ids of one site, in ``path`` (SQLite, WAL, synchronous FULL)."""
+
+    def __init__(self, path: str | Path, purge_every: int = 100):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")  # a power cut must not forget an accepted id
+        self._db.executescript(_SCHEMA)
+        self._lock = threading.Lock()
+        self._purge_every = purge_every
+        self._since_purge = 0
+
+    def record(self, cmd: Command) -> None:
+        """Record ``cmd.id`` as seen; raise CommandRefused('replayed') if it was seen before."""
+        now = cmd.received_at.timestamp()
+        with self._lock:
+            self._since_purge += 1
+            if self._since_purge >= self._purge_every:
+                self._purge_locked(now)
+            try:
+                self._db.execute("INSERT INTO seen (id, expires_at, received_at, issued_by) VALUES (?, ?, ?, ?)",
+                                 (cmd.id, cmd.expires_at.timestamp(), now, cmd.issued_by))
+            except sqlite3.IntegrityError:
+                first = self._db.execute("SELECT received_at FROM seen WHERE id = ?", (cmd.id,)).fetchone()
+                when = datetime.fromtimestamp(first[0], timezone.utc).isoformat() if first else "earlier"
+                raise CommandRefused("replayed", f"id {cmd.id!r} was already received at {when}",
+                                     cmd.id, cmd.kind) from None
+
+    def seen(self, command_id: str) -> bool:
+        """True if ``command_id`` is on record."""
+        with self._lock:
+            return self._db.execute("SELECT 1 FROM seen WHERE id = ?", (command_id,)).fetchone() is not None
+
+    def purge(self, now: datetime | None = None) -> int:
+        """Forget ids whose command has expired; returns how many."""
+        with self._lock:
+            return self._purge_locked((now or datetime.now(timezone.utc)).timestamp())
+
+    def _purge_locked(self, now_s: float) -> int:
+        self._since_purge = 0
+        # Keep an hour beyond expiry, so a clock that steps back a little cannot revive a purged id.
+        return self._db.execute("DELETE FROM seen WHERE expires_at < ?", (now_s - PURGE_MARGIN_S,)).rowcount
+
+    def __len__(self) -> int:
+        with self._lock:
+            return self._db.execute("SELECT COUNT(*) FROM seen").fetchone()[0]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
