@@ -219,6 +219,9 @@ async def test_watchdog_reverts_setpoint_register_to_idle(sim, client):
     advance(sim, 4)
     assert (await read_map(client, BATTERY_MAP, 1))["power"] == pytest.approx(1000, abs=150)  # 0.5 s lag
     advance(sim, 2)
+    assert (await read_map(client, BATTERY_MAP, 1))["setpoint"] == 0  # tripped at 5 s
+    advance(sim, 10)
+    advance(sim, 1)  # the lag has settled
     values = await read_map(client, BATTERY_MAP, 1)
     assert values["setpoint"] == 0 and values["power"] == 0
     assert values["state"] == BatteryState.IDLE
