@@ -1,0 +1,160 @@
+"""The ``ems`` command line: simulate, run, demo, plan, bench, check-config.
+
+Errors are one clear line on stderr (configuration errors: one line per
+problem, naming file and field) and a non-zero exit status: 2 for bad input,
+1 for a failure at run time.  ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
+
+from devices.configfile import ConfigError
+
+DEFAULT_CONFIG = "config/fleet.yaml"
+
+EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
+
+
+class UsageError(Exception):
+    """Bad input the user can correct (unknown site, bad option value): exit status 2."""
+
+
+def _add_config(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", default=DEFAULT_CONFIG, metavar="FILE",
+                   help=f"fleet configuration YAML (default: {DEFAULT_CONFIG})")
+
+
+def _cmd_check_config(args: argparse.Namespace) -> int:
+    from ems.config import load_fleet
+
+    fleet = load_fleet(args.config)
+    print(f"{args.config}: OK, {len(fleet.sites)} sites, "
+          f"{sum(len(s.devices) for s in fleet.sites)} devices")
+    return EXIT_OK
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from ems.simulate import run_simulate
+
+    return asyncio.run(run_simulate(args))
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from ems.daemon import run_daemon_cli
+
+    return asyncio.run(run_daemon_cli(args))
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from ems.demo import run_demo
+
+    return asyncio.run(run_demo(args))
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    if args.what == "control":
+        from benchmarks.bench_control import main as bench_main
+    elif args.what == "optimizer":
+        from benchmarks.bench_optimizer import main as bench_main  # type: ignore[no-redef]
+    else:
+        from benchmarks.bench_telemetry import main as bench_main  # type: ignore[no-redef]
+    return int(bench_main(args.bench_args) or 0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="ems",
+        description="Shelter-battery microgrid and VPP control: edge daemon, simulator, optimizer.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("check-config", help="validate a fleet configuration and exit",
+                       description="Validate the fleet file and every device map it names.")
+    _add_config(p)
+    p.set_defaults(func=_cmd_check_config)
+
+    p = sub.add_parser("simulate", help="serve every hall's simulated devices over Modbus TCP",
+                       description="Serve the simulated battery, meter and PV inverter of every hall "
+                                   "that has a 'simulator:' section, on 127.0.0.1 at its port.")
+    _add_config(p)
+    p.add_argument("--speed", type=float, default=1.0, help="time acceleration, e.g. 60 or 3600 (default 1)")
+    p.add_argument("--site", action="append", help="serve only this site (repeatable)")
+    p.add_argument("--start", help="simulated start time, ISO 8601 (default: now)")
+    p.set_defaults(func=_cmd_simulate)
+
+    p = sub.add_parser("run", help="run one hall's edge daemon",
+                       description="Run the edge daemon of one hall: poll its devices, run the "
+                                   "control cycle under the safety guard, write setpoints.")
+    _add_config(p)
+    p.add_argument("--site", required=True, help="site id, e.g. hall-01")
+    p.add_argument("--state-dir", help="where mode and outbox persist (default: from the config)")
+    p.add_argument("--duration", type=float, help="stop after this many seconds (default: run until Ctrl-C)")
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("demo", help="the whole simulated fleet and its daemons with a live status table",
+                       description="Start the simulated fleet and one edge daemon per hall in one "
+                                   "process and show a live status table. Needs no external servers.")
+    _add_config(p)
+    p.add_argument("--speed", type=float, default=60.0, help="time acceleration (default 60)")
+    p.add_argument("--duration", type=float, help="stop after this many seconds of wall time")
+    p.add_argument("--state-dir", help="where daemons persist their mode (default: a temp folder)")
+    p.add_argument("--outage", action="append", metavar="SITE:START_MIN:LEN_MIN",
+                   help="inject a grid outage at a site, minutes of simulated time (repeatable)")
+    p.add_argument("--plain", action="store_true", help="print plain status lines instead of a live table")
+    p.set_defaults(func=_cmd_demo)
+
+    try:
+        from ems.plan_cli import add_plan_parser
+    except ImportError:  # optimizer CLI not installed in this build
+        pass
+    else:
+        add_plan_parser(sub)
+
+    p = sub.add_parser("bench", help="benchmarks that print figures",
+                       description="Run a benchmark and print its figures.")
+    p.add_argument("what", choices=["control", "optimizer", "telemetry"])
+    p.add_argument("bench_args", nargs=argparse.REMAINDER, help="arguments for the benchmark")
+    p.set_defaults(func=_cmd_bench)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``ems`` console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except ConfigError as exc:
+        for line in exc.problems:
+            print(f"error: {line}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except (UsageError, KeyError) as exc:
+        if args.debug:
+            raise
+        msg = exc.args[0] if exc.args else str(exc)
+        print(f"error: {msg}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        return EXIT_OK
+    except Exception as exc:  # one clear line, not a traceback
+        if args.debug:
+            raise
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+if __name__ == "__main__":
+    sys.exit(main())
