@@ -63,11 +63,15 @@ def _sim_device(unit: int, image: UnitImage) -> SimDevice:
         table = table_of(function_code)
         if table is None or table not in image.blocks:
             return None
-        image.refresh()
-        if set_values is not None:
-            refused = image.write(table, address, [int(v) for v in set_values])
-            if refused is not None:
-                return refused
+        try:
+            image.refresh()
+            if set_values is not None:
+                refused = image.write(table, address, [int(v) for v in set_values])
+                if refused is not None:
+                    return refused
+        except Exception:  # a simulator bug answers like a broken device, it does not kill the server
+            log.exception("unit %d: request fc %d at %d failed in the simulator", unit, function_code, address)
+            return ExcCodes.DEVICE_FAILURE
         _start, regs = image.blocks[table]
         registers[: len(regs)] = regs
         return None
@@ -83,8 +87,12 @@ class HallSimulator:
     """One simulated hall served on ``host:port`` (default: the site's ``simulator.port``).
 
     ``physics`` is the :class:`HallPhysics` (outages, faults, setpoints can be
-    injected there at any time).  ``start()``/``stop()`` may be repeated: the
-    physics keeps running in between and the port is reusable at once.
+    injected there at any time; pass one to choose its options); ``tick_s``
+    [s, wall time] is the physics step period; ``maps_dir`` the folder of
+    register maps (default: the shipped ``config/devicemaps``).
+    ``start()``/``stop()`` may be repeated: the physics keeps its state in
+    between and the port is reusable at once.  Raises
+    :class:`SimulatorError` for a site it cannot serve.
     """
 
     def __init__(self, site: SiteConfig, clock: SimClock, host: str = DEFAULT_HOST, port: int | None = None,
@@ -170,7 +178,10 @@ class HallSimulator:
 
 
 class FleetSimulator:
-    """Every site of a fleet that has a ``simulator:`` section, each on its port + ``port_offset``."""
+    """Every site of a fleet that has a ``simulator:`` section, each on its ``simulator.port`` + ``port_offset``.
+
+    ``halls`` maps site id → :class:`HallSimulator`; all share ``clock``.
+    """
 
     def __init__(self, fleet_config: FleetConfig, clock: SimClock, port_offset: int = 0, *,
                  host: str = DEFAULT_HOST, maps_dir: Path | None = None, tick_s: float = DEFAULT_TICK_S):

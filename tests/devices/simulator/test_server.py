@@ -390,3 +390,25 @@ def test_non_modbus_devices_are_not_simulated(clock):
         {"id": "pv", "nature": "pv", "transport": {"kind": "mqtt", "topic": "hall/pv", "fields": {"power_w": "p"}}})
     sim = HallSimulator(site.model_copy(update={"devices": [*site.devices[:2], mqtt_pv]}), clock)
     assert set(sim.units) == {1, 2}
+
+
+async def test_garbage_that_does_not_fit_serves_not_implemented(sim, client, caplog):
+    sim.physics.serve_garbage("battery", "soc", -5.0)  # a uint16 cannot hold it
+    advance(sim, 1)
+    rr = await client.read_holding_registers(0, count=2, device_id=1)
+    assert rr.registers[0] == 0xFFFF and rr.registers[1] == 1000
+    assert "cannot encode soc" in caplog.text
+
+
+async def test_a_simulator_bug_answers_device_failure_and_the_server_lives_on(sim, client, monkeypatch):
+    image = sim.units[1]
+
+    def broken() -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(image, "refresh", broken)
+    rr = await client.read_holding_registers(0, count=2, device_id=1)
+    assert rr.isError() and rr.exception_code == 4  # device failure
+    monkeypatch.undo()
+    rr = await client.read_holding_registers(0, count=2, device_id=1)
+    assert not rr.isError()
