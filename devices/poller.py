@@ -116,6 +116,17 @@ class DevicePoller:
                 pass
             self._task = None
 
+    def age_s(self, now: datetime | None = None) -> float | None:
+        """Age [s] of the latest reading at ``now`` (default: the clock), None without one."""
+        if self.latest is None:
+            return None
+        return ((now or self.clock()) - self.latest.time).total_seconds()
+
+    def is_stale(self, now: datetime | None = None, periods: float = 3.0) -> bool:
+        """True when there is no reading or it is older than ``periods`` poll periods."""
+        age = self.age_s(now)
+        return age is None or age > periods * self.period_s
+
     def poll_now(self) -> None:
         """Cut the current wait short (e.g. after a setpoint write, or an operator's retry)."""
         self._wake.set()

@@ -293,9 +293,12 @@ def build_register_map(
         if model is None:
             continue
         use_fields = model.nature in (None, nature)
+        # A device may ship a shorter (older) revision of a model: points past
+        # its length do not exist, nor do points scaled by such a point.
+        present = {p.name for p in model.points if p.offset + p.word_count <= block.length}
         for p in model.points:
-            if p.offset + p.word_count > block.length:
-                continue  # device ships a shorter (older) revision of the model
+            if p.name not in present or (p.scale_factor and p.scale_factor not in present):
+                continue
             fld = p.field if (use_fields and p.field in allowed and p.field not in taken) else None
             if fld is None and nature == Nature.BATTERY and block.model_id == 103 and p.name == "W":
                 # A storage inverter without model 802: its AC power (+ delivered =

@@ -6,7 +6,7 @@
 """
 
 from devices.modbus.client import PointValues, RegisterClient
-from devices.modbus.connection import ModbusConnection
+from devices.modbus.connection import ModbusConnection, quiet_library_logs
 from devices.modbus.planner import ReadRequest, plan_reads
 
-__all__ = ["ModbusConnection", "PointValues", "ReadRequest", "RegisterClient", "plan_reads"]
+__all__ = ["ModbusConnection", "PointValues", "ReadRequest", "RegisterClient", "plan_reads", "quiet_library_logs"]

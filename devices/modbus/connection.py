@@ -44,6 +44,17 @@ EXCEPTION_CODES = {
 }
 
 
+def quiet_library_logs(level: int = logging.ERROR) -> None:
+    """Raise pymodbus' log threshold (call once at application start).
+
+    pymodbus logs every failed connect itself; the pollers already log a dead
+    device on its first failure and on recovery, so the library's per-attempt
+    warnings are noise in an unattended gateway's log.
+    """
+    logging.getLogger("pymodbus").setLevel(level)
+    logging.getLogger("pymodbus.logging").setLevel(level)
+
+
 class _ExceptionAnswer(Exception):
     """The device answered with a Modbus exception code (a real answer: not retried)."""
 
@@ -236,6 +247,11 @@ class ModbusConnection:
                 try:
                     client = await self._ensure(timeout)
                     return await asyncio.wait_for(op(client), timeout)
+                except asyncio.CancelledError:
+                    # The caller gave up mid-request (e.g. the poller's deadline):
+                    # its answer may still arrive, so this connection is spoilt.
+                    self._drop()
+                    raise
                 except _ExceptionAnswer as exc:
                     self.stats.failures += 1
                     name = EXCEPTION_CODES.get(exc.code, "unknown")

@@ -13,7 +13,7 @@ from devices.modbus import ModbusConnection, RegisterClient
 from devices.natures import BatteryDevice, MeterDevice
 from devices.readings import BatteryState
 from devices.registermap import Function, load_register_map
-from tests.devices.fakes import FakeModbusServer, SilentServer, UnitTables, tables_for
+from tests.devices.fakes import FakeModbusServer, SilentServer, UnitTables, tables_for, wait_until
 from tests.netutil import free_port
 
 BATTERY_VALUES = {"soc": 55, "soh": 99, "power": 1200, "max_charge": 5000, "max_discharge": 5000,
@@ -159,3 +159,28 @@ async def test_modbus_rtu_framing_over_a_socket_line():
             assert srv.get(5, 20, 2) == [0xFFFF, (-700) & 0xFFFF]
         finally:
             await conn.close()
+
+
+async def test_cancelled_request_spoils_the_connection():
+    async with SilentServer() as silent:
+        conn = ModbusConnection.tcp("127.0.0.1", silent.port, 5.0)
+        task = asyncio.create_task(conn.read(Function.HOLDING, 0, 1, 1, device_id="battery"))
+        await wait_until(lambda: conn.connected)  # connected, request under way
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert not conn.connected  # a late answer can never be read as the next one's
+        await conn.close()
+
+
+def test_quiet_library_logs():
+    import logging
+
+    from devices.modbus import quiet_library_logs
+
+    quiet_library_logs()
+    try:
+        assert not logging.getLogger("pymodbus.logging").isEnabledFor(logging.WARNING)
+    finally:
+        logging.getLogger("pymodbus").setLevel(logging.NOTSET)
+        logging.getLogger("pymodbus.logging").setLevel(logging.NOTSET)

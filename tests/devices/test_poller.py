@@ -145,3 +145,16 @@ async def test_dead_devices_back_off_while_another_keeps_its_rate():
     # Backed off to 0.8 s it makes at most window/0.8 + 1.
     assert refused_attempts <= window / 0.8 + 1
     assert refused.health.next_attempt_at is not None
+
+
+async def test_staleness_is_judged_by_the_consumer_from_reading_time():
+    from datetime import timedelta
+
+    dev = ScriptedDevice([True, False])
+    poller = DevicePoller(dev, period_s=1.0, clock=lambda: T0)
+    assert poller.is_stale(T0) and poller.age_s(T0) is None
+    await poller.poll_once()
+    await poller.poll_once()  # fails: the reading stays
+    assert poller.age_s(T0 + timedelta(seconds=2)) == 2.0
+    assert not poller.is_stale(T0 + timedelta(seconds=2.9))
+    assert poller.is_stale(T0 + timedelta(seconds=3.1)) and poller.latest is not None

@@ -148,3 +148,10 @@ def test_bad_model_files_name_file_and_field(tmp_path: Path, case):
         load_model(64999, tmp_path)
     assert str(path) in str(info.value)
     assert expected.replace("points.0", "points[0]") in str(info.value)
+
+
+def test_shorter_model_revision_drops_missing_points_and_their_users():
+    blocks = [ModelBlock(802, 40004, 62, "m802"), ModelBlock(713, 40068, 6, "m713")]  # 713 draft: no Pct_SF
+    m = build_register_map(blocks, Nature.BATTERY)
+    assert "m713.Pct_SF" not in m.by_name and "m713.SoC" not in m.by_name
+    assert "m713.WHAvail" in m.by_name and m.by_name["m713.WHAvail"].scale_factor == "m713.WH_SF"
