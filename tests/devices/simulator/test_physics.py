@@ -51,6 +51,7 @@ def test_energy_balance_and_battery_energy_at_every_step(clock):
     p = hall(clock, lag_s=0.5, max_substep_s=600)
     rng = random.Random(42)
     prev = p.state
+    load_wh = 0.0
     saw = {"charge": False, "discharge": False, "full": False, "empty": False}
     hb = 0
     for i in range(1500):  # about 2 days of irregular steps, each one sub-step
@@ -70,14 +71,18 @@ def test_energy_balance_and_battery_energy_at_every_step(clock):
         assert 10 - 1e-9 <= s.soc_pct <= 95 + 1e-9
         assert abs(pw) <= LIMIT_W + 1e-9
         assert s.pv_power_w >= 0
+        load_wh += s.hall_load_w * h
         saw["charge"] |= pw < -100
         saw["discharge"] |= pw > 100
         saw["full"] |= s.soc_pct > 95 - 1e-6
         saw["empty"] |= s.soc_pct < 10 + 1e-6
         prev = s
     assert all(saw.values()), saw
-    # Whole run: the meter's net energy equals load − PV − battery, summed.
-    assert p.state.pv_energy_wh > 10_000  # two June days of sun on 10 kW
+    # Whole run: the meter's net energy equals load − PV − battery, from the counters.
+    s = p.state
+    net_battery_wh = s.discharged_wh - s.charged_wh
+    assert s.import_wh - s.export_wh == pytest.approx(load_wh - s.pv_energy_wh - net_battery_wh, abs=1e-3)
+    assert s.pv_energy_wh > 10_000  # two June days of sun on 10 kW
 
 
 def test_soc_limits_stop_the_battery(clock):
@@ -252,8 +257,11 @@ class TestOutage:
         s = p.step()
         assert s.battery_power_w < 0  # surplus PV goes into the battery
         assert s.pv_power_w == pytest.approx(s.critical_load_w - s.battery_power_w)
-        run(p, clock, 3600, 60)
-        s = p.state
+        prev, delivered = s, s.pv_energy_wh
+        for s in run(p, clock, 3600, 60):
+            delivered += s.pv_power_w * (s.time - prev.time).total_seconds() / 3600
+            prev = s
+        assert s.pv_energy_wh == pytest.approx(delivered)  # curtailed PV is not counted
         assert s.soc_pct == pytest.approx(95.0)
         assert s.battery_power_w == pytest.approx(0.0, abs=1e-6)
         assert s.pv_available_w > 5000
