@@ -31,6 +31,7 @@ from typing import Any, Callable, Mapping, Protocol
 
 from devices.errors import DeviceError
 from devices.factory import build_devices, close_all
+from devices.modbus.connection import quiet_library_logs
 from devices.natures import BatteryDevice
 from devices.poller import DevicePoller
 from devices.readings import BatteryReading, MeterReading, Nature, PVReading
@@ -183,6 +184,7 @@ class EdgeDaemon:
 
     async def start(self) -> None:
         """Load the persisted mode, build devices and start one poller per device."""
+        quiet_library_logs()  # pymodbus logs every failed connect; the pollers report once
         now = self.clock.now()
         loaded = self.store.load(now, self.alarms)
         if loaded.source == "fallback":
@@ -388,9 +390,10 @@ class EdgeDaemon:
     async def _kick_heartbeat(self, battery: BatteryDevice) -> None:
         """Keep the battery's watchdog alive; failures only log (the poller reports the device)."""
         period = battery.heartbeat_period_s or 5.0
-        # Kick at least twice per watchdog period (in wall time: the device's
-        # own timer runs on simulated time when accelerated).
-        interval = min(self.cycle_s, period / max(self.speed, 1.0) / 2.0)
+        # Kick at least twice per heartbeat period, and no more than once a
+        # cycle.  Wall time on purpose: a watchdog guards the link, which runs
+        # in wall time even when the hall's physics is accelerated.
+        interval = min(self.cycle_s, period / 2.0)
         failing = False
         while True:
             try:
