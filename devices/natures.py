@@ -172,6 +172,7 @@ class BatteryDevice(ModbusDevice):
         super().__init__(*args, **kwargs)
         self.revert_timeout_s = revert_timeout_s
         self._heartbeat = 0
+        self._heartbeat_synced = False
 
     async def read(self) -> BatteryReading:
         """Read SoC [%], power [W] (+ discharging), limits [W], capacity [Wh], SoH [%], state."""
@@ -217,8 +218,16 @@ class BatteryDevice(ModbusDevice):
         client = await self.client()
         if client.regmap.heartbeat is None:
             return None
+        name = client.regmap.heartbeat.point
+        if self._heartbeat_synced is False:
+            # Continue from what the register holds: writing the value it
+            # already has (e.g. 1 after our own restart) would not count as a
+            # change and the device's watchdog would not be reset.
+            current = (await client.read_named([name])).get(name)
+            self._heartbeat = int(current) if isinstance(current, (int, float)) else 0
+            self._heartbeat_synced = True
         self._heartbeat = (self._heartbeat + 1) % 0x10000
-        await client.write_point(client.regmap.heartbeat.point, self._heartbeat)
+        await client.write_point(name, self._heartbeat)
         return self._heartbeat
 
     async def set_power_w(self, w: float) -> None:

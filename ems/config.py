@@ -136,6 +136,13 @@ class SiteConfig(StrictModel):
                 raise ValueError(f"devices: exactly one {nature.value} device is required, found {natures[nature]}")
         if natures[Nature.PV] > 1:
             raise ValueError("devices: at most one pv device is supported")
+        stale_s = self.control.stale_cycles * self.control.cycle_s
+        for j, d in enumerate(self.devices):
+            if d.nature in (Nature.BATTERY, Nature.METER) and d.period_s >= stale_s:
+                raise ValueError(
+                    f"devices[{j}].period_s: {d.period_s:g} s is not below the stale limit "
+                    f"control.stale_cycles × control.cycle_s = {stale_s:g} s; the site would always be safe"
+                )
         if self.battery.max_charge_w > self.inverter.rated_w * 1.5 or self.battery.max_discharge_w > self.inverter.rated_w * 1.5:
             raise ValueError("battery power limits exceed 1.5 × inverter.rated_w; check the units (W)")
         return self

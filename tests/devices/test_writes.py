@@ -52,9 +52,11 @@ async def test_single_register_uses_fc6_and_heartbeat_increments(battery_server)
     try:
         dev = BatteryDevice(battery_cfg(srv.port), conn, m)
         assert dev.heartbeat_period_s == 5
+        srv.set(1, 22, [41])  # what a previous gateway run left in the register
         values = [await dev.kick_heartbeat() for _ in range(3)]
-        assert values == [1, 2, 3] and srv.get(1, 22) == [3]
-        assert srv.requests[0].function_code == FC_WRITE_SINGLE
+        # The counter continues from the register, so the first kick is a real change.
+        assert values == [42, 43, 44] and srv.get(1, 22) == [44]
+        assert [r.function_code for r in srv.requests][:2] == [3, FC_WRITE_SINGLE]
     finally:
         await conn.close()
 
@@ -64,7 +66,7 @@ async def test_heartbeat_wraps_at_16_bits(battery_server):
     conn = ModbusConnection.tcp("127.0.0.1", srv.port, 2.0)
     try:
         dev = BatteryDevice(battery_cfg(srv.port), conn, m)
-        dev._heartbeat = 0xFFFF
+        srv.set(1, 22, [0xFFFF])
         assert await dev.kick_heartbeat() == 0
     finally:
         await conn.close()
