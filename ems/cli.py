@@ -15,14 +15,11 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from devices.configfile import ConfigError
+from ems.errors import UsageError
 
 DEFAULT_CONFIG = "config/fleet.yaml"
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
-
-
-class UsageError(Exception):
-    """Bad input the user can correct (unknown site, bad option value): exit status 2."""
 
 
 def _add_config(p: argparse.ArgumentParser) -> None:

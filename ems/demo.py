@@ -17,7 +17,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from ems.cli import UsageError
+from ems.errors import UsageError
 from ems.config import FleetConfig, load_fleet
 from ems.daemon import DaemonStatus, EdgeDaemon, format_status_line
 

@@ -7,7 +7,7 @@ import asyncio
 import logging
 from datetime import datetime, timezone
 
-from ems.cli import UsageError
+from ems.errors import UsageError
 from ems.config import load_fleet
 
 log = logging.getLogger(__name__)

@@ -1,0 +1,109 @@
+"""The ``ems`` command line as a user runs it: real processes, real exit codes."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.netutil import free_port, wait_for_port
+
+ROOT = Path(__file__).resolve().parents[2]
+EMS = [sys.executable, "-m", "ems.cli"]
+
+
+def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([*EMS, *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+
+
+def one_site_config(tmp_path: Path, site_id: str = "hall-01") -> tuple[Path, int]:
+    """A fleet file with one shipped site moved to a free port; devicemaps linked beside it."""
+    fleet = yaml.safe_load((ROOT / "config" / "fleet.yaml").read_text(encoding="utf-8"))
+    site = next(s for s in fleet["sites"] if s["id"] == site_id)
+    port = free_port()
+    site["simulator"]["port"] = port
+    for d in site["devices"]:
+        d["transport"]["port"] = port
+    fleet["sites"] = [site]
+    fleet["fleet"]["state_dir"] = str(tmp_path / "state")
+    cfg_dir = tmp_path / "config"
+    cfg_dir.mkdir()
+    (cfg_dir / "devicemaps").symlink_to(ROOT / "config" / "devicemaps")
+    path = cfg_dir / "fleet.yaml"
+    path.write_text(yaml.safe_dump(fleet, allow_unicode=True), encoding="utf-8")
+    return path, port
+
+
+def test_help_of_every_command():
+    out = run("--help")
+    assert out.returncode == 0
+    for cmd in ("check-config", "simulate", "run", "demo", "bench"):
+        assert cmd in out.stdout
+        sub = run(cmd, "--help")
+        assert sub.returncode == 0 and "usage: ems " + cmd in sub.stdout
+
+
+def test_check_config_accepts_the_shipped_fleet():
+    out = run("check-config", "--config", "config/fleet.yaml")
+    assert out.returncode == 0, out.stderr
+    assert "14 sites" in out.stdout
+
+
+def test_bad_config_is_one_line_per_problem_and_exit_2(tmp_path):
+    path, _ = one_site_config(tmp_path)
+    text = path.read_text(encoding="utf-8").replace("capacity_wh: 15000", "capacity_wh: -1")
+    path.write_text(text, encoding="utf-8")
+    out = run("run", "--config", str(path), "--site", "hall-01")
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr
+    assert re.search(r"fleet\.yaml: sites\[0\]\.battery\.capacity_wh: must be > 0", out.stderr), out.stderr
+
+
+def test_unknown_site_is_exit_2_naming_the_known_ones(tmp_path):
+    path, _ = one_site_config(tmp_path)
+    out = run("run", "--config", str(path), "--site", "hall-99")
+    assert out.returncode == 2
+    assert "unknown site 'hall-99'" in out.stderr and "hall-01" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_demo_bad_option_is_exit_2():
+    out = run("demo", "--outage", "hall-01:x:5", "--duration", "1")
+    assert out.returncode == 2 and "--outage" in out.stderr
+
+
+def test_simulate_and_run_as_two_processes(tmp_path):
+    """`ems simulate` serves the hall, `ems run` controls it over loopback Modbus."""
+    path, port = one_site_config(tmp_path)
+    sim = subprocess.Popen([*EMS, "simulate", "--config", str(path)], cwd=ROOT,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_for_port(port, timeout_s=20)
+        out = run("run", "--config", str(path), "--site", "hall-01", "--duration", "8", timeout=60)
+        assert out.returncode == 0, out.stderr
+        log = out.stderr + out.stdout
+        assert "effective mode safe -> vpp" in log, log[-2000:]
+        assert re.search(r"hall-01 vpp +SoC +\d", out.stdout), out.stdout
+    finally:
+        sim.send_signal(signal.SIGINT)
+        try:
+            sim.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            sim.kill()
+    assert sim.returncode in (0, -signal.SIGINT, 130), sim.stdout.read() if sim.stdout else ""
+
+
+def test_run_without_devices_stays_up_in_safe_mode(tmp_path):
+    """Nothing listens on the hall's port: the daemon runs, stays safe, exits cleanly."""
+    path, _ = one_site_config(tmp_path)
+    out = run("run", "--config", str(path), "--site", "hall-01", "--duration", "6", timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "vpp" not in re.findall(r"hall-01 (\w+)", out.stdout), out.stdout
+    assert re.search(r"hall-01 safe", out.stdout), out.stdout
