@@ -1,0 +1,212 @@
+"""Forecasts for a hall: clear-sky PV and load profiles learnt from history (pure, vectorised).
+
+PV: sun position (Spencer 1971), clear-sky GHI (Haurwitz 1945), GHI → DNI/DHI
+(Erbs 1982), isotropic plane of array, PVWatts-style losses, all scaled by a
+weather factor [0..1].  The same models as ``devices/simulator/solar.py``
+(written separately so the optimizer stays free of device code; the two
+should be folded into one pure module later).
+
+Load: a same-weekday, same-time-of-day mean learnt from history, falling
+back slot by slot to the configured profile where history has no sample.
+Local time is JST (Japan has no daylight saving time).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Sequence
+
+import numpy as np
+
+JST = timezone(timedelta(hours=9), "JST")
+SOLAR_CONSTANT_W_M2 = 1367.0
+#: PVWatts' default system losses (soiling, wiring, mismatch, inverter ...).
+PV_LOSSES = 0.14
+GROUND_ALBEDO = 0.2
+#: Sub-samples per slot when averaging PV over the slot.
+PV_SAMPLES_PER_SLOT = 6
+
+
+def _epoch_s(times: Sequence[datetime]) -> np.ndarray:
+    """UTC seconds since the epoch for aware times."""
+    out = np.empty(len(times))
+    for i, t in enumerate(times):
+        if t.tzinfo is None:
+            raise ValueError(f"a timezone-aware time is required, got naive {t.isoformat()}")
+        out[i] = t.timestamp()
+    return out
+
+
+def sun_position(epoch_s: np.ndarray, lat_deg: float, lon_deg: float) -> tuple[np.ndarray, np.ndarray]:
+    """(zenith [°], azimuth [° from north, clockwise]) at UTC epoch seconds."""
+    # Day of year (0-based, fractional) and UTC hour.
+    dt64 = (epoch_s * 1e6).astype("datetime64[us]")
+    year_start = dt64.astype("datetime64[Y]").astype("datetime64[us]")
+    doy = ((dt64 - year_start).astype("timedelta64[us]").astype(float) / 86400e6)  # fractional, 0-based
+    hour = (doy - np.floor(doy)) * 24.0
+    gamma = 2 * np.pi / 365 * (np.floor(doy) + (hour - 12) / 24)
+    decl = (0.006918 - 0.399912 * np.cos(gamma) + 0.070257 * np.sin(gamma)
+            - 0.006758 * np.cos(2 * gamma) + 0.000907 * np.sin(2 * gamma)
+            - 0.002697 * np.cos(3 * gamma) + 0.00148 * np.sin(3 * gamma))
+    eot_min = 229.18 * (0.000075 + 0.001868 * np.cos(gamma) - 0.032077 * np.sin(gamma)
+                        - 0.014615 * np.cos(2 * gamma) - 0.040849 * np.sin(2 * gamma))
+    solar_min = hour * 60 + eot_min + 4 * lon_deg
+    ha = np.radians(solar_min / 4 - 180)
+    lat = np.radians(lat_deg)
+    cos_z = np.sin(lat) * np.sin(decl) + np.cos(lat) * np.cos(decl) * np.cos(ha)
+    zenith = np.degrees(np.arccos(np.clip(cos_z, -1, 1)))
+    az = np.degrees(np.arctan2(np.sin(ha), np.cos(ha) * np.sin(lat) - np.tan(decl) * np.cos(lat))) + 180
+    return zenith, az % 360
+
+
+def clear_sky_poa_w_m2(epoch_s: np.ndarray, lat_deg: float, lon_deg: float, tilt_deg: float,
+                       azimuth_deg: float) -> np.ndarray:
+    """Clear-sky irradiance on the panel plane [W/m²] at UTC epoch seconds."""
+    zen, az = sun_position(epoch_s, lat_deg, lon_deg)
+    cos_z = np.cos(np.radians(zen))
+    up = cos_z > 0.0
+    cz = np.where(up, cos_z, 1.0)
+    ghi = np.where(up, 1098.0 * cz * np.exp(-0.059 / cz), 0.0)
+    kt = np.clip(ghi / (SOLAR_CONSTANT_W_M2 * cz), 0, 1)
+    df = np.where(kt <= 0.22, 1 - 0.09 * kt,
+                  np.where(kt <= 0.8, 0.9511 - 0.1604 * kt + 4.388 * kt**2 - 16.638 * kt**3 + 12.336 * kt**4, 0.165))
+    dhi = df * ghi
+    # Below ~3.7° the decomposition is unreliable: treat all light as diffuse.
+    dni = np.where(cos_z > 0.065, (ghi - dhi) / cz, 0.0)
+    dhi = np.where(cos_z > 0.065, dhi, ghi)
+    tilt = np.radians(tilt_deg)
+    cos_aoi = cos_z * np.cos(tilt) + np.sin(np.radians(zen)) * np.sin(tilt) * np.cos(np.radians(az - azimuth_deg))
+    poa = dni * np.maximum(cos_aoi, 0) + dhi * (1 + np.cos(tilt)) / 2 + ghi * GROUND_ALBEDO * (1 - np.cos(tilt)) / 2
+    return np.where(up, poa, 0.0)
+
+
+def clear_sky_pv_w(times: Sequence[datetime], lat_deg: float, lon_deg: float, capacity_w: float,
+                   tilt_deg: float = 20.0, azimuth_deg: float = 180.0,
+                   weather_factor: float | Sequence[float] = 1.0, slot: timedelta | None = None) -> np.ndarray:
+    """Forecast PV output [W] per slot: mean over the slot of clear-sky power × weather factor.
+
+    times: slot starts (aware); slot: slot length (default: the series' step, or 30 min);
+    weather_factor [0..1]: scalar or one per slot (1 = clear sky).
+    """
+    if capacity_w < 0:
+        raise ValueError("capacity_w must be >= 0")
+    if not times:
+        return np.zeros(0)
+    step = slot or (times[1] - times[0] if len(times) > 1 else timedelta(minutes=30))
+    start = _epoch_s(times)
+    offsets = (np.arange(PV_SAMPLES_PER_SLOT) + 0.5) / PV_SAMPLES_PER_SLOT * step.total_seconds()
+    samples = (start[:, None] + offsets[None, :]).ravel()
+    poa = clear_sky_poa_w_m2(samples, lat_deg, lon_deg, tilt_deg, azimuth_deg).reshape(len(times), -1).mean(axis=1)
+    factor = np.clip(np.broadcast_to(np.asarray(weather_factor, dtype=float), (len(times),)), 0.0, 1.0)
+    return capacity_w * poa / 1000.0 * (1 - PV_LOSSES) * factor
+
+
+#: community_hall shape, share of (peak − base) by local hour; weekdays: office, evening meetings.
+WEEKDAY_SHAPE = ((0, 0.0), (6, 0.0), (8, 0.25), (9, 0.45), (12, 0.45), (13, 0.35), (16, 0.4),
+                 (17, 0.55), (18.5, 1.0), (21, 1.0), (22, 0.2), (23, 0.0), (24, 0.0))
+#: Weekends: long daytime events, a shorter evening.
+WEEKEND_SHAPE = ((0, 0.0), (7, 0.0), (9, 0.5), (10, 0.85), (15, 0.85), (17, 0.5), (19, 0.6),
+                 (21, 0.3), (22, 0.0), (24, 0.0))
+#: Shelter lighting by local hour (night 1.5, day 0.5); the rest (radio, router, fridge) is constant.
+LIGHTING_SHAPE = ((0, 1.5), (5, 1.5), (7, 0.5), (16, 0.5), (18, 1.5), (24, 1.5))
+CRITICAL_CONSTANT_SHARE = 0.4
+
+
+def _local(times: Sequence[datetime]) -> tuple[np.ndarray, np.ndarray]:
+    """(local hour [h] at the slot start, weekday 0=Mon) in JST."""
+    hours = np.empty(len(times))
+    wd = np.empty(len(times), dtype=int)
+    for i, t in enumerate(times):
+        lt = t.astimezone(JST)
+        hours[i] = lt.hour + lt.minute / 60
+        wd[i] = lt.weekday()
+    return hours, wd
+
+
+def _shape(points, hours: np.ndarray) -> np.ndarray:
+    xs, ys = zip(*points)
+    return np.interp(hours, xs, ys)
+
+
+def configured_load_w(times: Sequence[datetime], base_w: float, peak_w: float,
+                      profile: str = "community_hall", slot: timedelta | None = None) -> np.ndarray:
+    """Configured hall load [W] per slot (value at the slot's middle): base + shape × (peak − base)."""
+    if profile not in ("community_hall", "flat"):
+        raise ValueError(f"unknown load profile {profile!r} (community_hall, flat)")
+    if profile == "flat" or not times:
+        return np.full(len(times), float(base_w))
+    step = slot or (times[1] - times[0] if len(times) > 1 else timedelta(minutes=30))
+    hours, wd = _local([t + step / 2 for t in times])
+    shape = np.where(wd >= 5, _shape(WEEKEND_SHAPE, hours), _shape(WEEKDAY_SHAPE, hours))
+    return base_w + shape * (peak_w - base_w)
+
+
+def configured_critical_w(times: Sequence[datetime], critical_w: float, slot: timedelta | None = None) -> np.ndarray:
+    """Configured shelter critical load [W]: constant part plus lighting, daily mean ≈ ``critical_w``."""
+    if not times:
+        return np.zeros(0)
+    step = slot or (times[1] - times[0] if len(times) > 1 else timedelta(minutes=30))
+    hours, _ = _local([t + step / 2 for t in times])
+    grid = np.linspace(0, 24, 24 * 12, endpoint=False)
+    mean_light = _shape(LIGHTING_SHAPE, grid).mean()
+    light = _shape(LIGHTING_SHAPE, hours) / mean_light
+    return critical_w * (CRITICAL_CONSTANT_SHARE + (1 - CRITICAL_CONSTANT_SHARE) * light)
+
+
+@dataclass(frozen=True)
+class WeeklyProfile:
+    """Mean power [W] per (weekday, slot of the day) learnt from history; NaN where no sample."""
+
+    slot_minutes: int
+    mean_w: np.ndarray  # shape (7, slots per day)
+
+    def at(self, times: Sequence[datetime]) -> np.ndarray:
+        """Profile value [W] for each time (NaN where the history had no sample)."""
+        hours, wd = _local(times)
+        idx = (np.round(hours * 60) // self.slot_minutes).astype(int) % self.mean_w.shape[1]
+        return self.mean_w[wd, idx]
+
+
+def learn_profile(times: Sequence[datetime], power_w: Sequence[float], slot_minutes: int = 30) -> WeeklyProfile:
+    """Same-weekday, same-slot mean of ``power_w`` [W] sampled at ``times`` (NaN samples ignored)."""
+    if len(times) != len(power_w):
+        raise ValueError("times and power_w differ in length")
+    if slot_minutes <= 0 or (24 * 60) % slot_minutes:
+        raise ValueError("slot_minutes must divide a day")
+    per_day = 24 * 60 // slot_minutes
+    total = np.zeros((7, per_day))
+    count = np.zeros((7, per_day))
+    if len(times):
+        hours, wd = _local(times)
+        idx = (np.floor(hours * 60 + 1e-9) // slot_minutes).astype(int) % per_day
+        vals = np.asarray(power_w, dtype=float)
+        ok = np.isfinite(vals)
+        np.add.at(total, (wd[ok], idx[ok]), vals[ok])
+        np.add.at(count, (wd[ok], idx[ok]), 1)
+    with np.errstate(invalid="ignore"):
+        mean = np.where(count > 0, total / np.maximum(count, 1), np.nan)
+    return WeeklyProfile(slot_minutes, mean)
+
+
+def forecast_load_w(times: Sequence[datetime], fallback_w: np.ndarray, history: WeeklyProfile | None = None) -> np.ndarray:
+    """Load forecast [W]: the learnt profile where it has data, else ``fallback_w`` (the configured profile)."""
+    fallback_w = np.asarray(fallback_w, dtype=float)
+    if len(fallback_w) != len(times):
+        raise ValueError("fallback_w must have one value per time")
+    if history is None:
+        return fallback_w.copy()
+    learnt = history.at(times)
+    return np.where(np.isfinite(learnt), learnt, fallback_w)
+
+
+def correct_recent_error(forecast: np.ndarray, last_error: float, rho: float) -> np.ndarray:
+    """Forecast corrected by the last observed error, decaying as an AR(1) error would [same unit].
+
+    f'_h = f_h + ρ^(h+1) · e_{−1}, e_{−1} = actual − forecast of the slot just finished;
+    clipped at 0 (powers and weather factors are never negative).
+    """
+    if not 0 <= rho < 1:
+        raise ValueError("rho must be in [0, 1)")
+    decay = rho ** np.arange(1, len(forecast) + 1)
+    return np.maximum(0.0, np.asarray(forecast, dtype=float) + decay * last_error)
