@@ -78,7 +78,8 @@ class EdgeMqtt:
         self._lock = threading.Lock()
         self._last_state: bytes | None = None
         self._last_plan: bytes | None = None
-        self._connected = threading.Event()
+        self._connected = threading.Event()  # the link is up: publish directly
+        self._ready = threading.Event()  # ... and the broker confirmed the command subscription
         self._last_connect_error: str | None = None
         self.subscribe_refused = False
         self._stopping = False
@@ -113,8 +114,8 @@ class EdgeMqtt:
         return self._connected.is_set()
 
     async def wait_connected(self, timeout_s: float = 30.0) -> bool:
-        """Wait until connected to the broker; False after ``timeout_s`` [s]."""
-        return await asyncio.to_thread(self._connected.wait, timeout_s)
+        """Wait until connected and subscribed to the site's commands; False after ``timeout_s`` [s]."""
+        return await asyncio.to_thread(self._ready.wait, timeout_s)
 
     def stop(self, timeout_s: float = 5.0) -> None:
         """Say offline (retained), disconnect and stop the network thread (blocks up to ``timeout_s`` [s])."""
@@ -180,6 +181,7 @@ class EdgeMqtt:
             log.info("%s: connected to the broker again", self.site)
         self._last_connect_error = None
         self.counts["connects"] += 1
+        self._ready.clear()
         client.subscribe(self.topics.commands, qos=QOS_COMMAND)
         client.publish(self.topics.online, to_json({"online": True, "since": self._clock()}), qos=QOS_ONLINE,
                        retain=True)
@@ -195,11 +197,14 @@ class EdgeMqtt:
         if self._connected.is_set() and not self._stopping:
             log.warning("%s: lost the broker (%s); reconnecting with backoff", self.site, reason_code)
         self._connected.clear()
+        self._ready.clear()
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        # The only subscription is the command filter, so any SUBACK is its answer.
         if any(rc.is_failure for rc in reason_codes):
             self.subscribe_refused = True
             log.error("%s: broker refused the subscription to %s (check the ACL)", self.site, self.topics.commands)
+        self._ready.set()
 
     def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
         try:
