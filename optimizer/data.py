@@ -15,7 +15,7 @@ import numpy as np
 import pyomo.environ as pyo
 
 from optimizer.inputs import SiteForecast
-from optimizer.modes import ModeLimits, floor_for, mode_limits, terminal_value
+from optimizer.modes import ModeLimits, floor_for, mode_limits, ramped_floor, reachable_charge_w, terminal_value
 from optimizer.model import COMMITMENT_WEIGHT
 from optimizer.reserve import SafetyPolicy
 from optimizer.settings import Commitment, PlanSettings
@@ -28,6 +28,7 @@ class RunData:
     """Everything one planning run put into the model, in API units.
 
     soc_wh [Wh] measured; floor_wh / floor_unramped_wh [Wh] per slot;
+    band_min_wh [Wh]: the SoC band's lower edge per slot, ramped like the floor;
     commit_target_w [W] per slot (NaN where no commitment); terminal value
     [JPY/kWh]; the mode's limits.
     """
@@ -44,6 +45,7 @@ class RunData:
     settings: PlanSettings
     load_w: np.ndarray
     critical_w: np.ndarray
+    band_min_wh: np.ndarray
 
     @property
     def noncritical_w(self) -> np.ndarray:
@@ -89,8 +91,11 @@ def prepare_run(forecast: SiteForecast, policy: SafetyPolicy, soc_pct: float, mo
     # Islanded halls answer no aggregator; disaster halls do no VPP discharge.
     targets = commitment_targets(forecast, commitments) if mode == "vpp" else np.full(forecast.n, np.nan)
     load, crit = served_loads(forecast, mode)
+    band_min = ramped_floor(np.full(forecast.n, policy.min_energy_wh), soc_wh,
+                            reachable_charge_w(policy, limits, forecast), policy, forecast.slot_h,
+                            settings.self_discharge_per_h)
     return RunData(forecast, policy, mode, soc_wh, limits, ramped, base, targets,
-                   terminal_value(settings, policy, mode, forecast), settings, load, crit)
+                   terminal_value(settings, policy, mode, forecast), settings, load, crit, band_min)
 
 
 def _set_indexed(param: pyo.Param, values: np.ndarray) -> None:
@@ -111,11 +116,11 @@ def load_data(m: pyo.ConcreteModel, run: RunData) -> None:
     _set_indexed(m.critical, run.critical_w / KW)
     _set_indexed(m.noncritical, run.noncritical_w / KW)
     _set_indexed(m.floor, run.floor_wh / KW)
+    _set_indexed(m.band_min, run.band_min_wh / KW)
     has = ~np.isnan(run.commit_target_w)
     _set_indexed(m.commit_target, np.where(has, run.commit_target_w, 0.0) / KW)
     _set_indexed(m.commit_weight, np.where(has, COMMITMENT_WEIGHT, 0.0))
     m.e0 = run.soc_wh / KW
-    m.e_min = p.min_energy_wh / KW
     m.e_max = p.max_energy_wh / KW
     m.capacity = p.capacity_wh / KW
     m.charge_max = lim.max_charge_w / KW

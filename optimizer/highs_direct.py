@@ -117,7 +117,7 @@ class DirectSiteLP:
         rec = np.zeros(n)
         rec[0] = self.keep * run.soc_wh / KW
         rows.append(self.row_recursion); lo.append(rec); up.append(rec)
-        rows.append(self.row_band_low); lo.append(np.full(n, p.min_energy_wh / KW)); up.append(np.full(n, INF))
+        rows.append(self.row_band_low); lo.append(run.band_min_wh / KW); up.append(np.full(n, INF))
         rows.append(self.row_band_high); lo.append(np.full(n, -INF)); up.append(np.full(n, p.max_energy_wh / KW))
         rows.append(self.row_reserve); lo.append(run.floor_wh / KW); up.append(np.full(n, INF))
         target = np.where(has, run.commit_target_w, 0.0) / KW

@@ -64,12 +64,12 @@ def build_site_model(n: int, slot_h: float, charge_efficiency: float, discharge_
 
 
 def define_parameters(m: pyo.ConcreteModel) -> None:
-    """Mutable data: per slot prices [JPY/kWh], powers [kW], floor [kWh], commitments; scalars e0, limits, values."""
+    """Mutable data: per slot prices [JPY/kWh], powers [kW], floors [kWh], commitments; scalars e0, limits, values."""
     mut = dict(mutable=True, within=pyo.Reals)
     for name in ("price_buy", "price_sell", "load_kw", "pv_kw", "critical", "noncritical",
-                 "floor", "commit_target", "commit_weight"):
+                 "floor", "band_min", "commit_target", "commit_weight"):
         setattr(m, name, pyo.Param(m.T, initialize=0.0, **mut))
-    for name in ("e0", "e_min", "e_max", "capacity", "charge_max", "discharge_max",
+    for name in ("e0", "e_max", "capacity", "charge_max", "discharge_max",
                  "import_max", "export_max", "terminal_value", "demand_charge", "degradation"):
         setattr(m, name, pyo.Param(initialize=0.0, **mut))
 
@@ -121,8 +121,13 @@ def define_soc_recursion(m: pyo.ConcreteModel) -> None:
 
 
 def define_soc_band(m: pyo.ConcreteModel) -> None:
-    """Soft SoC band [kWh]: e_t + s^lo_t ≥ E_min and e_t − s^hi_t ≤ E_max."""
-    m.band_lower = pyo.Constraint(m.T, rule=lambda m, t: m.soc[t] + m.band_low[t] >= m.e_min)
+    """Soft SoC band [kWh]: e_t + s^lo_t ≥ E^min_t and e_t − s^hi_t ≤ E_max.
+
+    E^min_t is E_min ramped like the reserve floor (reachable from the measured
+    SoC without shedding load), so a battery found below its band recovers at
+    the pace the grid allows instead of darkening the hall to recover faster.
+    """
+    m.band_lower = pyo.Constraint(m.T, rule=lambda m, t: m.soc[t] + m.band_low[t] >= m.band_min[t])
     m.band_upper = pyo.Constraint(m.T, rule=lambda m, t: m.soc[t] - m.band_high[t] <= m.e_max)
 
 

@@ -99,15 +99,15 @@ def event_floor(policy: SafetyPolicy, forecast: SiteForecast, reach_w: np.ndarra
     """Disaster floor with a known event time [Wh]: full reserve from the event on, the latest-start ramp before.
 
     For slots ending before the event: max(F^vpp_t, F^dis_k − Σ_{j=t+1}^{k} η_c·P^reach_j·Δt),
-    k the slot the event falls in; so charging can wait for the cheapest slots
-    but must be complete at the event.
+    k the last slot ending by the event (the horizon's last slot if the event
+    lies beyond it); so charging can wait for the cheapest slots but must be
+    complete when the event strikes.
     """
     dis = reserve_floor_series(policy, "disaster_reserve", forecast)
     vpp = reserve_floor_series(policy, "vpp", forecast)
-    times = forecast.times
-    k = next((i for i, t in enumerate(times) if t + forecast.step > event_time), None)
-    if k is None:  # the event lies beyond the horizon: charge by its end
-        k = forecast.n - 1
+    # k: the last slot that ends by the event (the reserve must be there when it strikes).
+    ends = [t + forecast.step for t in forecast.times]
+    k = max((i for i, end in enumerate(ends) if end <= event_time), default=0)
     out = dis.copy()
     need = dis[k]
     for t in range(k - 1, -1, -1):

@@ -1,0 +1,41 @@
+"""The backtest's strategies and the benchmark script (small runs; figures are printed by the benchmark)."""
+
+import pytest
+
+from benchmarks.bench_optimizer import main as bench_main
+from optimizer.backtest import ErrorModel, run_backtest
+
+
+def test_perfect_foresight_bounds_the_others():
+    res = run_backtest(days=3, seed=11)
+    pf, mpc, rule = (res.strategies[k] for k in ("perfect", "mpc", "rule"))
+    assert res.mpc_fallbacks == 0
+    assert pf.savings_jpy > 0
+    # Same accounting for all: nobody beats the optimum over the actual data.
+    assert mpc.savings_jpy <= pf.savings_jpy + 1e-6
+    assert rule.savings_jpy <= pf.savings_jpy + 1e-6
+    assert pf.reserve_violations == 0 and mpc.reserve_violations == 0 and rule.reserve_violations == 0
+    assert len(res.mpc_solve_ms) == res.slots == 3 * 48
+
+
+def test_mpc_with_perfect_forecasts_matches_perfect_foresight():
+    res = run_backtest(days=3, seed=11, perfect_forecasts=True, execution="battery")
+    assert res.pct_of_perfect("mpc") == pytest.approx(100.0, abs=0.5)
+
+
+def test_forecast_errors_cost_something():
+    noisy = run_backtest(days=3, seed=11, errors=ErrorModel(load_sd=0.3, pv_sd=0.3))
+    assert noisy.pct_of_perfect("mpc") < 100.0 - 0.5
+
+
+def test_bad_execution_mode():
+    with pytest.raises(ValueError):
+        run_backtest(days=1, execution="teleport")
+
+
+def test_benchmark_script_prints_figures(capsys):
+    assert bench_main(["--days", "1", "--sites", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "48 slots: Pyomo cold build+solve" in out and "96 slots" in out
+    assert "3 sites: allocation" in out and "optimal" in out
+    assert "% of perfect" in out and "MPC vs rule" in out
