@@ -84,3 +84,16 @@ def test_islanded_sheds_noncritical_first_and_late():
     # shed non-critical 2 × 2 kWh × 2,000 + 0.5 kWh critical × 10,000 × weight 1.5 + tie-break.
     assert plan.objective_jpy == pytest.approx(8000 + 7500 + 1e-4 * 0.5, abs=1e-6)
     assert plan.hours_of_power == pytest.approx(1.5)
+
+
+def test_equal_cost_plans_break_ties_early_and_consistently():
+    # Flat price and load: spending the 1.5 kWh in any three slots costs the same.  The tie-break
+    # spends it as early as possible (without it HiGHS picks slots 1-3 here), and the re-plan one
+    # slot later agrees with the first plan.
+    pol = policy(capacity_wh=10_000)
+    f = series(8, price_buy=10, load_w=1000)
+    first = plan_site(pol, f, 15.0, "vpp", settings=NEUTRAL)
+    assert first.discharge_w.tolist() == pytest.approx([1000, 1000, 1000, 0, 0, 0, 0, 0])
+    later = series(8, price_buy=10, load_w=1000, start=f.times[1])
+    second = plan_site(pol, later, first.soc_pct[0], "vpp", settings=NEUTRAL)
+    assert second.discharge_w.tolist() == pytest.approx(first.discharge_w[1:].tolist() + [0])
