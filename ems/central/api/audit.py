@@ -1,0 +1,49 @@
+"""The audit log for admins: records, CSV export, chain verification."""
+
+from __future__ import annotations
+
+import io
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response
+
+from ems.central.api.deps import Principal, require, service_of
+from ems.central.roles import Permission
+
+router = APIRouter(prefix="/api/audit", tags=["audit"])
+
+
+def record_dict(rec: Any) -> dict[str, Any]:
+    """An AuditRecord as JSON (time ISO 8601 UTC)."""
+    t = rec.time
+    return {"seq": rec.seq, "time": t.isoformat() if isinstance(t, datetime) else t, "actor": rec.actor,
+            "action": rec.action, "target": rec.target, "reason": rec.reason, "details": rec.details,
+            "hash": rec.hash}
+
+
+@router.get("", summary="Audit records, newest last, from since_seq; filter by action and target")
+def records(request: Request, since_seq: int = Query(0, ge=0), limit: int = Query(200, ge=1, le=5000),
+            action: str | None = Query(None, max_length=64), target: str | None = Query(None, max_length=200),
+            _: Principal = Depends(require(Permission.VIEW_AUDIT))) -> dict:
+    audit = service_of(request).audit
+    return {"records": [record_dict(r) for r in audit.records(since_seq=since_seq, limit=limit, action=action,
+                                                                target=target)]}
+
+
+@router.get("/verify", summary="Check the hash chain of the whole log")
+def verify(request: Request, who: Principal = Depends(require(Permission.VIEW_AUDIT))) -> dict:
+    res = service_of(request).audit.verify()
+    return {"ok": res.ok, "checked": res.checked, "first_bad_seq": res.first_bad_seq, "problem": res.problem}
+
+
+@router.get("/export.csv", summary="The audit log as CSV (admins)", response_class=Response)
+def export_csv(request: Request, who: Principal = Depends(require(Permission.EXPORT_AUDIT))) -> Response:
+    service = service_of(request)
+    buf = io.StringIO()
+    service.audit.export_csv(buf)
+    service.audit.append(who.username, "audit_export", "audit", details={"bytes": len(buf.getvalue())})
+    stamp = service.clock().strftime("%Y%m%dT%H%M%SZ")
+    return Response(buf.getvalue(), media_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": f'attachment; filename="ems-audit-{stamp}.csv"'})

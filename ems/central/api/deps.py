@@ -1,0 +1,96 @@
+"""Who is asking: session cookie (+ CSRF header for unsafe methods) or bearer token; permission checks.
+
+* 401 when nobody is logged in (no or unknown session/token, or the user was disabled);
+* 403 when the user lacks the permission, or a cookie-authenticated unsafe
+  request (POST, PUT, PATCH, DELETE) lacks the right ``X-CSRF-Token`` header.
+
+Bearer tokens need no CSRF header: a browser never adds them by itself.
+The user's roles are read from the user store on every request, so a role
+change or a disabled account takes effect at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from fastapi import Depends, HTTPException, Request
+
+from ems.central.roles import Permission, Role, permissions_of
+from ems.central.sessions import check_csrf, cookie_name
+
+CSRF_HEADER = "X-CSRF-Token"
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The authenticated caller: user name, roles, permissions, how (session | token), the session."""
+
+    username: str
+    roles: frozenset[Role]
+    permissions: frozenset[Permission]
+    via: str
+    session: Any = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"username": self.username, "roles": sorted(r.value for r in self.roles),
+                "permissions": sorted(p.value for p in self.permissions), "via": self.via}
+
+
+def service_of(request: Request):
+    """The CentralService of the app."""
+    return request.app.state.service
+
+
+def client_ip(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def _unauthorized(message: str) -> HTTPException:
+    return HTTPException(401, message, headers={"WWW-Authenticate": "Bearer"})
+
+
+def current_principal(request: Request) -> Principal:
+    """The caller, or 401.  Enforces CSRF for cookie sessions on unsafe methods (403)."""
+    service = service_of(request)
+    sec = service.security
+    auth = request.headers.get("authorization", "")
+    if auth:
+        scheme, _, token = auth.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise _unauthorized("Authorization header must be 'Bearer <token>'")
+        username = sec.sessions.token_user(token.strip())
+        user = sec.users.get(username) if username else None
+        if user is None or user.disabled:
+            raise _unauthorized("invalid or revoked token")
+        return Principal(user.username, frozenset(user.roles), permissions_of(user.roles), "token")
+    session_id = request.cookies.get(cookie_name(sec.secure_cookies))
+    session = sec.sessions.get(session_id) if session_id else None
+    if session is None:
+        raise _unauthorized("not logged in")
+    user = sec.users.get(session.username)
+    if user is None or user.disabled:
+        sec.sessions.revoke(session_id)
+        raise _unauthorized("account disabled")
+    if request.method in UNSAFE_METHODS and not check_csrf(session, request.headers.get(CSRF_HEADER)):
+        raise HTTPException(403, f"missing or wrong {CSRF_HEADER} header")
+    return Principal(user.username, frozenset(user.roles), permissions_of(user.roles), "session", session)
+
+
+def require(permission: Permission) -> Callable[..., Principal]:
+    """Dependency: the caller must be logged in (401) and hold ``permission`` (403)."""
+
+    def check(principal: Principal = Depends(current_principal)) -> Principal:
+        if permission not in principal.permissions:
+            raise HTTPException(403, f"your roles ({', '.join(sorted(r.value for r in principal.roles))}) "
+                                     f"do not allow {permission.value}")
+        return principal
+
+    check.__name__ = f"require_{permission.value}"
+    return check
+
+
+def field_error(field: str, message: str, where: str = "body") -> HTTPException:
+    """A 422 in FastAPI's own shape, naming the field."""
+    return HTTPException(422, [{"loc": [where, field], "msg": message, "type": "value_error"}])

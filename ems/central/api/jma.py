@@ -1,0 +1,28 @@
+"""JMA warnings: poller status and the return-to-VPP suggestions that cancellations leave for staff."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+
+from ems.central.api.deps import Principal, require, service_of
+from ems.central.roles import Permission
+
+router = APIRouter(prefix="/api/jma", tags=["jma"])
+
+
+@router.get("/status", summary="What the JMA poller did last")
+def status(request: Request, _: Principal = Depends(require(Permission.VIEW_FLEET))) -> dict:
+    return service_of(request).jma_status.to_dict()
+
+
+@router.get("/suggestions", summary="Open suggestions: warnings cancelled, the hall may return to VPP")
+def suggestions(request: Request, _: Principal = Depends(require(Permission.VIEW_FLEET))) -> dict:
+    return {"suggestions": [s.to_dict() for s in service_of(request).open_suggestions()]}
+
+
+@router.post("/suggestions/{suggestion_id}/dismiss", summary="Mark a suggestion as seen (does not switch anything)")
+def dismiss(suggestion_id: int, request: Request, who: Principal = Depends(require(Permission.RETURN_TO_VPP))) -> dict:
+    try:
+        return service_of(request).dismiss_suggestion(suggestion_id, who.username).to_dict()
+    except KeyError:
+        raise HTTPException(404, f"no open suggestion {suggestion_id}") from None

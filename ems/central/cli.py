@@ -1,0 +1,148 @@
+"""``ems central --config central.yaml``: run the central service (HTTP API, dashboard, MQTT, JMA poller).
+
+Wiring (the lead adds it to ems/cli.py)::
+
+    from ems.central.cli import add_central_parser
+    add_central_parser(sub)
+
+Files in ``data_dir``: ``users.sqlite`` (users and sessions; create the
+first admin with ``ems users add --db <data_dir>/users.sqlite --role admin NAME``),
+``audit.sqlite``, ``alarms.sqlite``, ``history.sqlite`` (local history),
+``jma-seen.sqlite`` (feed entries already read).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from devices.configfile import ConfigError
+from ems.central.alarmbook import AlarmBook
+from ems.central.config import CentralConfig, load_central_config
+from ems.central.history import HistoryBackend, InfluxHistory, LocalHistory, NoHistory
+from ems.central.service import CentralService, CommandLink, JmaParts, Security
+from ems.config import FleetConfig, load_fleet
+from telemetry.fleet_state import FleetStateStore
+from telemetry.mqtt_client import MqttSettings
+
+log = logging.getLogger(__name__)
+
+USERS_DB = "users.sqlite"
+
+
+def build_history(cfg: CentralConfig) -> HistoryBackend:
+    """The configured history backend."""
+    h = cfg.history
+    if h.backend == "influx1":
+        return InfluxHistory(h.url or "", h.database, h.retention_policy, h.username, h.secret(cfg.base_dir))
+    if h.backend == "local":
+        return LocalHistory(cfg.data_path / "history.sqlite")
+    return NoHistory()
+
+
+def build_service(cfg: CentralConfig, fleet: FleetConfig | None = None, *, mqtt_settings: MqttSettings | None = None,
+                  link: CommandLink | None = None, history: HistoryBackend | None = None) -> CentralService:
+    """A CentralService from the config (``mqtt_settings`` / ``link`` / ``history`` override the config's,
+    e.g. for the demo's embedded broker)."""
+    from ems.central.audit import AuditLog
+    from ems.central.ratelimit import LoginLimiter
+    from ems.central.sessions import SessionStore
+    from ems.central.users import UserStore
+    from telemetry.central_mqtt import CentralMqtt
+
+    fleet = fleet or load_fleet(cfg.fleet_path)
+    data = cfg.data_path
+    data.mkdir(parents=True, exist_ok=True)
+    store = FleetStateStore([s.id for s in fleet.sites])
+    if link is None:
+        settings = mqtt_settings or cfg.mqtt.settings(cfg.base_dir)
+        link = CentralMqtt(settings, store, issued_by="central", client_id=cfg.mqtt.client_id)
+    s = cfg.sessions
+    security = Security(users=UserStore(data / USERS_DB),
+                        sessions=SessionStore(data / USERS_DB, ttl_s=s.ttl_s, idle_s=s.idle_s),
+                        audit=AuditLog(data / "audit.sqlite"),
+                        limiter=LoginLimiter(max_failures=s.max_login_failures, lockout_s=s.lockout_s),
+                        secure_cookies=cfg.listen.secure_cookies)
+    jma = None
+    if cfg.jma.enabled:
+        from ems.jma.feed import AtomFeedReader
+        from ems.jma.trigger import WarningTrigger
+
+        source = cfg.jma.source or ""
+        if not source.startswith(("http://", "https://")):
+            source = str(cfg.path(source))
+        jma = JmaParts(AtomFeedReader(source, data / "jma-seen.sqlite"),
+                       WarningTrigger(list(fleet.sites), kinds=set(cfg.jma.kinds), min_level=cfg.jma.min_level),
+                       cfg.jma.poll_s, source)
+    return CentralService(fleet, store, link, security, AlarmBook(data / "alarms.sqlite"),
+                          history or build_history(cfg), jma=jma,
+                          command_ttl=timedelta(seconds=cfg.commands.ttl_s),
+                          ack_timeout=timedelta(seconds=cfg.commands.ack_timeout_s),
+                          stale_after=timedelta(seconds=cfg.stale_after_s), public_page=cfg.public_page)
+
+
+def add_central_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``central`` to an argparse subparsers object; returns its parser."""
+    p = subparsers.add_parser("central", help="run the central service: dashboard, API, disaster switch, JMA",
+                              description="Run the central service: HTTP API with OpenAPI docs at /api/docs, "
+                                          "the operators' and municipal staff's dashboard at /, the public "
+                                          "shelter page at /public, fleet MQTT and the JMA warning poller.")
+    p.add_argument("--config", required=True, metavar="FILE", help="central service YAML (see config/central.example.yaml)")
+    p.add_argument("--host", help="listen address (default: from the config, 127.0.0.1)")
+    p.add_argument("--port", type=int, help="listen port (default: from the config, 8080)")
+    p.set_defaults(func=run_central)
+    return p
+
+
+def run_central(args: argparse.Namespace) -> int:
+    """Entry point of ``ems central``; ConfigError for bad configuration (the CLI prints it, exit 2)."""
+    cfg = load_central_config(args.config)
+    host = args.host or cfg.listen.host
+    port = args.port or cfg.listen.port
+    if not 1 <= port <= 65535:
+        raise ConfigError([f"--port: {port} is not a TCP port"])
+    service = build_service(cfg)
+    users = service.security.users.count()
+    if users == 0:
+        log.warning("no users yet: create the first admin with  ems users add --db %s --role admin NAME",
+                    cfg.data_path / USERS_DB)
+    return asyncio.run(serve(service, host, port))
+
+
+async def serve(service: CentralService, host: str, port: int) -> int:
+    """Run the app with uvicorn until interrupted."""
+    import uvicorn
+
+    from ems.central.app import create_app
+
+    app = create_app(service)
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="info", access_log=False,
+                                           proxy_headers=False, server_header=False))
+    log.info("central service on http://%s:%d/ (API docs /api/docs, public page /public)", host, port)
+    await server.serve()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m ems.central.cli --config ...`` (until the lead wires it into ``ems``)."""
+    parser = argparse.ArgumentParser(prog="ems")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_central_parser(sub)
+    args = parser.parse_args(["central", *(argv or [])] if argv is not None else None)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        for line in exc.problems:
+            print(f"error: {line}")
+        return 2
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main(sys.argv[1:]))

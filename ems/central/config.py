@@ -1,0 +1,182 @@
+"""Configuration of the central service (``ems central --config central.yaml``).
+
+Loaded from YAML and validated like the fleet file: every problem is one
+``<file>: <field path>: <message>`` line (:class:`devices.configfile.ConfigError`).
+Secrets (MQTT and InfluxDB passwords) are never in this file: it names a
+file or an environment variable that holds them.  Relative paths are taken
+from the folder of the config file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, PrivateAttr, model_validator
+
+from devices.configfile import ConfigError, StrictModel, load_yaml_model
+from telemetry.mqtt_client import MqttSettings, read_secret
+
+#: Warning kinds the JMA trigger understands (see ems.jma.trigger).
+JMA_KINDS = ("storm", "heavy_rain", "storm_surge", "heavy_snow", "typhoon")
+
+
+class ListenSpec(StrictModel):
+    """Where the HTTP service listens.  Loopback by default: put a TLS proxy in front for other hosts."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    secure_cookies: bool = False  # true when users reach the service over HTTPS (proxy)
+
+
+class SecretRef(StrictModel):
+    """A secret given as a file (first line) or an environment variable name, never inline."""
+
+    password_file: str | None = None
+    password_env: str | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> "SecretRef":
+        if self.password_file is not None and self.password_env is not None:
+            raise ValueError("give password_file or password_env, not both")
+        return self
+
+    def secret(self, base: Path) -> str | None:
+        """The secret text, None when neither is given; ValueError naming what is missing."""
+        if self.password_file is not None:
+            return read_secret(file=_resolve(base, self.password_file))
+        if self.password_env is not None:
+            return read_secret(env=self.password_env)
+        return None
+
+
+class MqttSpec(SecretRef):
+    """The fleet broker: host, port, user name, password (file or env), TLS."""
+
+    host: str = Field(default="127.0.0.1", min_length=1)
+    port: int = Field(default=1883, ge=1, le=65535)
+    username: str | None = "central"
+    tls: bool = False
+    ca_file: str | None = None
+    client_id: str = Field(default="ems-central", min_length=1, max_length=64)
+
+    def settings(self, base: Path) -> MqttSettings:
+        """paho settings with the password read now (ValueError if it cannot be read)."""
+        return MqttSettings(host=self.host, port=self.port, username=self.username, password=self.secret(base),
+                            tls=self.tls, ca_file=_resolve(base, self.ca_file) if self.ca_file else None)
+
+
+class HistorySpec(SecretRef):
+    """History for charts: ``influx1`` (InfluxDB 1.x ``/query``), ``local`` (SQLite fed from MQTT
+    state messages, for the demo) or ``none``."""
+
+    backend: Literal["influx1", "local", "none"] = "local"
+    url: str | None = None
+    database: str = "ems"
+    retention_policy: str | None = None
+    username: str | None = None
+
+    @model_validator(mode="after")
+    def _url(self) -> "HistorySpec":
+        if self.backend == "influx1" and not self.url:
+            raise ValueError("url: required when backend is influx1")
+        if self.url is not None and not self.url.startswith(("http://", "https://")):
+            raise ValueError("url: must start with http:// or https://")
+        return self
+
+
+class JmaSpec(StrictModel):
+    """JMA warnings: Atom feed URL or a folder of XML files, poll period [s], kinds that switch halls."""
+
+    enabled: bool = False
+    source: str | None = None
+    poll_s: float = Field(default=60.0, ge=5, le=3600)
+    kinds: list[Literal["storm", "heavy_rain", "storm_surge", "heavy_snow", "typhoon"]] = Field(
+        default_factory=lambda: ["storm", "heavy_rain", "storm_surge", "typhoon"], min_length=1)
+    min_level: int | None = Field(default=None, ge=2, le=5)
+
+    @model_validator(mode="after")
+    def _source(self) -> "JmaSpec":
+        if self.enabled and not self.source:
+            raise ValueError("source: required when enabled (an Atom feed URL or a folder of XML files)")
+        return self
+
+
+class SessionSpec(StrictModel):
+    """Login sessions: lifetime and idle timeout [s]; login lockout after failures."""
+
+    ttl_s: float = Field(default=8 * 3600, gt=0, le=7 * 86400)
+    idle_s: float = Field(default=1800, gt=0, le=86400)
+    max_login_failures: int = Field(default=5, ge=1, le=100)
+    lockout_s: float = Field(default=300, ge=1, le=86400)
+
+
+class CommandSpec(StrictModel):
+    """Command lifetimes [s]: how long a site may still act on a command, and how long we wait for acks."""
+
+    ttl_s: float = Field(default=300, gt=0, le=86400)
+    ack_timeout_s: float = Field(default=30, gt=0, le=3600)
+
+
+class CentralConfig(StrictModel):
+    """The whole central.yaml."""
+
+    fleet: str = "fleet.yaml"
+    data_dir: str = "../var/central"
+    listen: ListenSpec = ListenSpec()
+    mqtt: MqttSpec = MqttSpec()
+    history: HistorySpec = HistorySpec()
+    jma: JmaSpec = JmaSpec()
+    sessions: SessionSpec = SessionSpec()
+    commands: CommandSpec = CommandSpec()
+    public_page: bool = True
+    stale_after_s: float = Field(default=60, gt=0, le=86400)  # state older than this shows as stale
+
+    #: Folder of the config file (relative paths are resolved against it); set by the loader.
+    _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
+
+    @property
+    def base_dir(self) -> Path:
+        return self._base_dir
+
+    def path(self, value: str) -> Path:
+        """``value`` resolved against the config file's folder."""
+        return _resolve(self._base_dir, value)
+
+    @property
+    def fleet_path(self) -> Path:
+        return self.path(self.fleet)
+
+    @property
+    def data_path(self) -> Path:
+        return self.path(self.data_dir)
+
+
+def _resolve(base: Path, value: str) -> Path:
+    p = Path(value).expanduser()
+    return p if p.is_absolute() else (base / p).resolve()
+
+
+def load_central_config(path: str | Path) -> CentralConfig:
+    """Load and validate ``central.yaml``; ConfigError with ``file: field: message`` lines."""
+    path = Path(path)
+    cfg = load_yaml_model(path, CentralConfig)
+    cfg._base_dir = path.resolve().parent
+    problems = check_secrets(cfg, str(path))
+    if problems:
+        raise ConfigError(problems)
+    return cfg
+
+
+def check_secrets(cfg: CentralConfig, source: str) -> list[str]:
+    """Problems reading the configured secrets, as ``file: field: message`` lines (empty if fine)."""
+    problems = []
+    base = cfg.base_dir
+    for name, spec in (("mqtt", cfg.mqtt), ("history", cfg.history)):
+        if name == "history" and cfg.history.backend != "influx1":
+            continue
+        try:
+            spec.secret(base)
+        except ValueError as exc:
+            problems.append(f"{source}: {name}.{'password_file' if spec.password_file else 'password_env'}: {exc}")
+    return problems

@@ -1,0 +1,416 @@
+"""The central service's wiring: fleet state, commands with audit, acks, alarms, history, JMA warnings.
+
+:class:`CentralService` holds everything the HTTP API needs and runs the
+background tasks (ack timeouts, JMA polling).  It talks to the sites through
+a :class:`CommandLink` (``telemetry.central_mqtt.CentralMqtt`` in
+production) and learns their state from a ``FleetStateStore`` the link
+feeds.  Every mode switch, dispatch and received ack is written to the
+audit log with who, when, why and what.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterable, Protocol
+
+from ems.central.alarmbook import AlarmBook, AlarmRecord
+from ems.central.dispatch import DispatchPreview, preview
+from ems.central.history import HistoryBackend, LocalHistory, mode_of
+from ems.central.operations import Operation, OperationLog, SiteCommand
+from ems.config import FleetConfig, SiteConfig
+from telemetry.commands import new_command
+from telemetry.fleet_state import FleetStateStore, SiteView
+from telemetry.mqtt_client import to_json
+from telemetry.mqtt_topics import SiteTopics
+
+log = logging.getLogger(__name__)
+
+#: Actor name of automatic switches caused by JMA warnings (audit and command issuer).
+JMA_ACTOR = "jma-warning-service"
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class CommandLink(Protocol):
+    """What the service needs from the MQTT side (``CentralMqtt`` has it)."""
+
+    @property
+    def connected(self) -> bool: ...
+
+    def publish_raw(self, topic: str, payload: bytes | str, qos: int = 1) -> None: ...
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+class ScopeError(ValueError):
+    """A mode-switch scope that names nothing valid; ``field`` is the request field."""
+
+    def __init__(self, field_name: str, message: str):
+        super().__init__(f"{field_name}: {message}")
+        self.field = field_name
+        self.message = message
+
+
+@dataclass
+class Suggestion:
+    """A JMA cancellation shown to staff: the hall may return to VPP (never done automatically)."""
+
+    id: int
+    site: str
+    reason: str
+    created_at: datetime
+    dismissed_by: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "site": self.site, "reason": self.reason, "created_at": self.created_at.isoformat(),
+                "dismissed_by": self.dismissed_by}
+
+
+@dataclass
+class JmaStatus:
+    """What the JMA poller did last: times (UTC), reports read, the last problem."""
+
+    enabled: bool = False
+    source: str | None = None
+    last_poll_at: datetime | None = None
+    reports_seen: int = 0
+    switches: int = 0
+    last_error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"enabled": self.enabled, "source": self.source,
+                "last_poll_at": self.last_poll_at.isoformat() if self.last_poll_at else None,
+                "reports_seen": self.reports_seen, "switches": self.switches, "last_error": self.last_error}
+
+
+@dataclass
+class Security:
+    """The security pieces the API uses (from ems.central: users, sessions, audit, login limiter)."""
+
+    users: Any
+    sessions: Any
+    audit: Any
+    limiter: Any
+    secure_cookies: bool = False
+
+
+@dataclass
+class JmaParts:
+    """The JMA feed reader and trigger (ems.jma) and the poll period [s]."""
+
+    reader: Any
+    trigger: Any
+    poll_s: float = 60.0
+    source: str | None = None
+
+
+class CentralService:
+    """See the module docstring.  ``clock`` returns UTC now (tests move it)."""
+
+    def __init__(self, fleet: FleetConfig, store: FleetStateStore, link: CommandLink, security: Security,
+                 alarms: AlarmBook, history: HistoryBackend, *, jma: JmaParts | None = None,
+                 command_ttl: timedelta = timedelta(minutes=5), ack_timeout: timedelta = timedelta(seconds=30),
+                 stale_after: timedelta = timedelta(seconds=60), public_page: bool = True,
+                 clock: Callable[[], datetime] = _utcnow):
+        self.fleet = fleet
+        self.sites: dict[str, SiteConfig] = {s.id: s for s in fleet.sites}
+        self.store = store
+        self.link = link
+        self.security = security
+        self.audit = security.audit
+        self.alarms = alarms
+        self.history = history
+        self.jma = jma
+        self.jma_status = JmaStatus(enabled=jma is not None, source=jma.source if jma else None)
+        self.command_ttl = command_ttl
+        self.stale_after = stale_after
+        self.public_page = public_page
+        self.clock = clock
+        self.operations = OperationLog(ack_timeout)
+        self.suggestions: list[Suggestion] = []
+        self._tasks: list[asyncio.Task] = []
+        store.add_listener(self._on_view)
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Connect the link and start the background tasks (call inside the server's event loop)."""
+        self.link.start()
+        self._tasks.append(asyncio.create_task(self._expire_loop(), name="ack-timeouts"))
+        if self.jma is not None:
+            self._tasks.append(asyncio.create_task(self._jma_loop(), name="jma-poller"))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):
+                pass
+        self._tasks.clear()
+        await asyncio.to_thread(self.link.stop)
+
+    # -- what the sites tell us (runs in the MQTT thread) ---------------------------------------
+    def _on_view(self, view: SiteView, leaf: str) -> None:
+        now = self.clock()
+        if leaf == "state" and isinstance(view.state, dict):
+            if isinstance(self.history, LocalHistory):
+                self.history.record_state(view.site, view.state, now)
+            alarms = view.state.get("alarms")
+            if isinstance(alarms, list):
+                self.alarms.sync_active(view.site, alarms, now)
+        elif leaf == "plan" and isinstance(view.plan, dict) and isinstance(self.history, LocalHistory):
+            self.history.record_plan(view.site, view.plan)
+        elif leaf == "alarm" and isinstance(view.last_alarm, dict):
+            self.alarms.event(view.site, view.last_alarm, now)
+        elif leaf == "ack" and isinstance(view.last_ack, dict):
+            self._on_ack(view.site, view.last_ack, now)
+
+    def _on_ack(self, site: str, ack: dict[str, Any], now: datetime) -> None:
+        matched = self.operations.on_ack(ack, now)
+        details = {k: ack.get(k) for k in ("command_id", "kind", "status", "code", "error")}
+        if matched is not None:
+            details["operation"] = matched[0].id
+        self.audit.append(f"site:{site}", "ack", site, reason=str(ack.get("error") or ""), details=details)
+
+    async def _expire_loop(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            for op, cmd in self.operations.expire(self.clock()):
+                self.audit.append("central", "ack_timeout", cmd.site, reason="no ack in time",
+                                  details={"command_id": cmd.command_id, "operation": op.id})
+
+    # -- fleet views ----------------------------------------------------------------------------
+    def _view(self, site_id: str) -> SiteView:
+        try:
+            return self.store.get(site_id)
+        except KeyError:
+            return SiteView(site_id)
+
+    def hall_row(self, site: SiteConfig, view: SiteView | None = None, alarm_counts: dict[str, int] | None = None,
+                 now: datetime | None = None) -> dict[str, Any]:
+        """One hall for the overview: config names, mode and reason, live values [W, %, h], freshness."""
+        view = view or self._view(site.id)
+        now = now or self.clock()
+        state = view.state if isinstance(view.state, dict) else {}
+        mode, reason = mode_of(state) if state else (None, "")
+        mode_info = state.get("mode") if isinstance(state.get("mode"), dict) else {}
+        hours = state.get("hours_left")
+        h_disaster = site.reserve.h_disaster
+        age = (now - view.state_at).total_seconds() if view.state_at else None
+        ack = view.last_ack or {}
+        counts = alarm_counts if alarm_counts is not None else self.alarms.active_counts()
+        return {
+            "site": site.id, "name": site.name, "area_code": site.area_code, "area_name": site.area_name,
+            "online": view.online, "stale": age is None or age > self.stale_after.total_seconds(),
+            "state_age_s": round(age, 1) if age is not None else None,
+            "mode": mode, "mode_reason": reason, "mode_since": mode_info.get("since"),
+            "mode_by": (mode_info.get("requested") or {}).get("issued_by") if isinstance(mode_info.get("requested"), dict) else None,
+            "soc_pct": state.get("soc_pct"), "battery_w": state.get("battery_w"), "pv_w": state.get("pv_w"),
+            "grid_w": state.get("grid_w"), "grid_ok": state.get("grid_ok"), "hours_left": hours,
+            "stored_wh": state.get("stored_wh"), "reserve_floor_wh": state.get("reserve_floor_wh"),
+            "capacity_wh": site.battery.capacity_wh, "critical_w": site.loads.critical_w,
+            "h_disaster": h_disaster,
+            "reserve_progress": (min(1.0, max(0.0, hours / h_disaster)) if isinstance(hours, (int, float))
+                                 and h_disaster > 0 else None),
+            "last_ack": ({"command_id": ack.get("command_id"), "kind": ack.get("kind"), "status": ack.get("status"),
+                          "error": ack.get("error"), "at": view.last_ack_at.isoformat() if view.last_ack_at else None}
+                         if ack else None),
+            "open_alarms": counts.get(site.id, 0),
+        }
+
+    def fleet_rows(self, area: str | None = None) -> list[dict[str, Any]]:
+        """Every hall (optionally of one area code), in fleet file order."""
+        now = self.clock()
+        snap = self.store.snapshot()
+        counts = self.alarms.active_counts()
+        return [self.hall_row(s, snap.get(s.id) or SiteView(s.id), counts, now)
+                for s in self.fleet.sites if area is None or s.area_code == area]
+
+    def areas(self) -> list[dict[str, Any]]:
+        """Area codes with their names and hall counts."""
+        out: dict[str, dict[str, Any]] = {}
+        for s in self.fleet.sites:
+            a = out.setdefault(s.area_code, {"area_code": s.area_code, "area_name": s.area_name, "halls": 0})
+            a["halls"] += 1
+        return list(out.values())
+
+    def site_detail(self, site_id: str) -> dict[str, Any]:
+        """The overview row plus the full last state, plan, alarms and devices; KeyError if unknown."""
+        site = self.sites[site_id]
+        view = self._view(site_id)
+        row = self.hall_row(site, view)
+        row.update({"state": view.state, "plan": view.plan, "last_alarm": view.last_alarm,
+                    "alarms": [a.to_dict() for a in self.alarms.list("open", site=site_id, limit=50)],
+                    "battery": site.battery.model_dump(), "pv_capacity_w": site.pv.capacity_w,
+                    "grid": site.grid.model_dump(), "reserve": site.reserve.model_dump()})
+        return row
+
+    def public_shelters(self) -> list[dict[str, Any]]:
+        """What residents may see: shelter name, area, whether it has power, hours left [h].  Nothing else."""
+        out = []
+        for row in self.fleet_rows():
+            hours = row["hours_left"]
+            if not row["online"] or row["stale"] or row["mode"] is None:
+                power = "unknown"
+            elif row["grid_ok"]:
+                power = "grid"
+            elif isinstance(hours, (int, float)) and hours > 0:
+                power = "battery"
+            else:
+                power = "none"
+            out.append({"name": row["name"], "area_name": row["area_name"], "power": power,
+                        "hours_left": round(hours, 1) if isinstance(hours, (int, float)) and power != "unknown"
+                        else None})
+        return out
+
+    # -- commands -------------------------------------------------------------------------------
+    def resolve_scope(self, scope: str, area_code: str | None = None, sites: Iterable[str] | None = None) -> list[str]:
+        """Site ids for a scope: ``all``, ``area`` (area_code) or ``sites`` (ids); ScopeError naming the field."""
+        if scope == "all":
+            return list(self.sites)
+        if scope == "area":
+            if not area_code:
+                raise ScopeError("area_code", "required when scope is area")
+            found = [s.id for s in self.fleet.sites if s.area_code == area_code]
+            if not found:
+                raise ScopeError("area_code", f"no hall in area {area_code!r}")
+            return found
+        if scope == "sites":
+            chosen = list(dict.fromkeys(sites or []))
+            if not chosen:
+                raise ScopeError("sites", "choose at least one hall")
+            unknown = [s for s in chosen if s not in self.sites]
+            if unknown:
+                raise ScopeError("sites", f"unknown hall(s): {', '.join(unknown)}")
+            return chosen
+        raise ScopeError("scope", "must be all, area or sites")
+
+    def _send(self, site: str, kind: str, payload: dict[str, Any], actor: str, now: datetime) -> SiteCommand:
+        env = new_command(site, kind, payload, issued_by=actor if actor == JMA_ACTOR else f"user:{actor}",
+                          ttl=self.command_ttl, now=now)
+        cmd = SiteCommand(site, env["id"], kind, env["payload"], now)
+        self.link.publish_raw(SiteTopics(site).command(kind), to_json(env))
+        return cmd
+
+    def switch_mode(self, site_ids: list[str], mode: str, reason: str, actor: str, kind: str,
+                    scope: dict[str, Any] | None = None) -> Operation:
+        """Send a mode command to every hall of ``site_ids`` and audit each; returns the operation
+        (kind: disaster | return_to_vpp | jma_warning)."""
+        now = self.clock()
+        op = Operation(OperationLog.new_id(now), kind, actor, reason, now, scope or {"sites": site_ids})
+        for site in site_ids:
+            cmd = self._send(site, "mode", {"mode": mode, "reason": reason}, actor, now)
+            op.commands.append(cmd)
+        self.operations.add(op)
+        for cmd in op.commands:
+            self.audit.append(actor, "mode_switch", cmd.site, reason=reason,
+                              details={"mode": mode, "command_id": cmd.command_id, "operation": op.id,
+                                       "scope": op.scope})
+        return op
+
+    def preview_dispatch(self, power_w: float, start: datetime, end: datetime) -> DispatchPreview:
+        """The allocation of a fleet request of ``power_w`` [W] over [start, end) (see ems.central.dispatch)."""
+        slot = timedelta(minutes=self.fleet.fleet.slot_minutes)
+        return preview(self.fleet.sites, self.store.snapshot(), power_w, start, end, slot, self.clock())
+
+    def dispatch(self, power_w: float, start: datetime, end: datetime, reason: str, actor: str) -> Operation:
+        """Allocate and send dispatch leases to the halls; audited per command."""
+        pre = self.preview_dispatch(power_w, start, end)
+        now = self.clock()
+        op = Operation(OperationLog.new_id(now), "dispatch", actor, reason, now,
+                       {"power_w": power_w, "start": start.isoformat(), "end": end.isoformat()},
+                       details={"preview": pre.to_dict()})
+        for site, leases in pre.leases().items():
+            for lease_start, lease_end, target in leases:
+                payload = {"power_w": target, "start": lease_start.isoformat(), "end": lease_end.isoformat(),
+                           "reason": reason}
+                op.commands.append(self._send(site, "dispatch", payload, actor, now))
+        self.operations.add(op)
+        for cmd in op.commands:
+            self.audit.append(actor, "dispatch", cmd.site, reason=reason,
+                              details={**cmd.payload, "command_id": cmd.command_id, "operation": op.id})
+        if not op.commands:
+            self.audit.append(actor, "dispatch", "fleet", reason=reason,
+                              details={"operation": op.id, "sent": 0, "status": pre.status})
+        return op
+
+    def ack_alarm(self, alarm_id: str, actor: str, note: str) -> AlarmRecord:
+        """Acknowledge an alarm (KeyError unknown, AlarmAlreadyAcked) and audit it."""
+        rec = self.alarms.ack(alarm_id, actor, note, self.clock())
+        self.audit.append(actor, "alarm_ack", alarm_id, reason=note, details={"site": rec.site, "code": rec.code})
+        return rec
+
+    # -- JMA warnings ---------------------------------------------------------------------------
+    async def _jma_loop(self) -> None:
+        assert self.jma is not None
+        while True:
+            try:
+                await self.poll_jma_once()
+            except Exception as exc:  # keep polling; the status shows the problem
+                log.exception("JMA poll failed")
+                self.jma_status.last_error = f"{type(exc).__name__}: {exc}"
+            await asyncio.sleep(self.jma.poll_s)
+
+    async def poll_jma_once(self) -> int:
+        """Read new JMA reports and act on them; returns the number of halls switched."""
+        assert self.jma is not None
+        from ems.jma.trigger import SuggestReturn, SwitchToDisaster
+
+        reports = await asyncio.to_thread(self.jma.reader.poll)
+        self.jma_status.last_poll_at = self.clock()
+        self.jma_status.reports_seen += len(reports)
+        switched = 0
+        for report in reports:
+            actions = self.jma.trigger.evaluate(report)
+            to_switch: dict[str, str] = {}
+            for action in actions:
+                if isinstance(action, SwitchToDisaster):
+                    to_switch.setdefault(action.site_id, action.reason)
+                elif isinstance(action, SuggestReturn):
+                    self._suggest(action.site_id, action.reason, getattr(report, "entry_id", ""))
+            if not to_switch:
+                continue
+            entry = getattr(report, "entry_id", "")
+            for site, reason in to_switch.items():
+                self.audit.append(JMA_ACTOR, "jma_warning", site, reason=reason,
+                                  details={"entry_id": entry, "title": getattr(report, "title", "")})
+            by_reason: dict[str, list[str]] = {}
+            for site, reason in to_switch.items():
+                by_reason.setdefault(reason, []).append(site)
+            for reason, sites in by_reason.items():
+                self.switch_mode(sites, "disaster_reserve", reason, JMA_ACTOR, "jma_warning",
+                                 scope={"sites": sites, "jma_entry": entry})
+                switched += len(sites)
+        self.jma_status.switches += switched
+        self.jma_status.last_error = getattr(self.jma.reader, "last_error", None)
+        return switched
+
+    def _suggest(self, site: str, reason: str, entry: str) -> None:
+        now = self.clock()
+        self.suggestions = [s for s in self.suggestions if not (s.site == site and s.dismissed_by is None)]
+        sug = Suggestion(len(self.suggestions) + 1 + max((s.id for s in self.suggestions), default=0), site, reason, now)
+        self.suggestions.append(sug)
+        self.audit.append(JMA_ACTOR, "jma_cancelled", site, reason=reason,
+                          details={"entry_id": entry, "suggestion": sug.id})
+
+    def open_suggestions(self) -> list[Suggestion]:
+        return [s for s in self.suggestions if s.dismissed_by is None]
+
+    def dismiss_suggestion(self, suggestion_id: int, actor: str) -> Suggestion:
+        """Mark a suggestion as seen (KeyError if unknown or already dismissed)."""
+        for s in self.suggestions:
+            if s.id == suggestion_id and s.dismissed_by is None:
+                s.dismissed_by = actor
+                self.audit.append(actor, "jma_suggestion_dismissed", s.site, reason=s.reason,
+                                  details={"suggestion": s.id})
+                return s
+        raise KeyError(suggestion_id)
