@@ -126,14 +126,15 @@ def bench_fleet(sizes: list[int]) -> None:
               f"{len(alloc.excluded)} sites not in vpp; (making {size} plans: {plans_s:5.1f} s)")
 
 
-def bench_backtest(days: int, seed: int) -> None:
+def bench_backtest(days: int, seed: int, errors: ErrorModel = ErrorModel()) -> None:
     """Run the backtest and print the economic figures."""
     tick = time.perf_counter()
-    res = run_backtest(days=days, seed=seed, errors=ErrorModel(),
-                       progress=lambda d, total: print(f"    day {d}/{total}", end="\r", flush=True)
-                       if d % 30 == 0 else None)
+    live = sys.stdout.isatty()
+    res = run_backtest(days=days, seed=seed, errors=errors,
+                       progress=(lambda d, total: print(f"    day {d}/{total}", end="\r", flush=True)) if live else None)
     wall = time.perf_counter() - tick
-    print(" " * 30, end="\r")
+    if live:
+        print(" " * 30, end="\r")
     s = res.strategies
     mpc, rule, pf = s["mpc"], s["rule"], s["perfect"]
     print(f"  {days} days, {res.slots} slots of 30 min, wall {wall:.1f} s "
@@ -156,6 +157,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sites", default="14,100,1000", help="fleet sizes, comma separated")
     ap.add_argument("--skip-backtest", action="store_true")
     ap.add_argument("--skip-fleet", action="store_true")
+    ap.add_argument("--load-sd", type=float, default=ErrorModel.load_sd,
+                    help="backtest: load forecast error, AR(1) standard deviation (default %(default)s)")
+    ap.add_argument("--pv-sd", type=float, default=ErrorModel.pv_sd,
+                    help="backtest: PV forecast error within the day (default %(default)s)")
     args = ap.parse_args(argv)
     if args.days < 1:
         ap.error("--days must be >= 1")
@@ -166,8 +171,11 @@ def main(argv: list[str] | None = None) -> int:
         print("2. fleet allocation (one LP over all vpp sites, built in highspy)")
         bench_fleet([int(x) for x in args.sites.split(",") if x.strip()])
     if not args.skip_backtest:
-        print("3. economic backtest (hall-01-like site, synthetic JEPX-like prices, buy = spot + 12 JPY/kWh)")
-        bench_backtest(args.days, args.seed)
+        errors = ErrorModel(load_sd=args.load_sd, pv_sd=args.pv_sd)
+        print("3. economic backtest (hall-01-like site, synthetic JEPX-like prices, buy = spot + 12 JPY/kWh;")
+        print(f"   forecast errors: day weather sd {errors.weather_sd}, PV sd {errors.pv_sd} (rho {errors.pv_rho}), "
+              f"load sd {errors.load_sd} (rho {errors.load_rho}))")
+        bench_backtest(args.days, args.seed, errors)
     return 0
 
 

@@ -7,7 +7,7 @@ SoC and stored energy are at the *end* of each slot.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -72,7 +72,6 @@ class Plan:
     commitment_shortfall_wh: float = 0.0
     hours_of_power: float = 0.0
     message: str = ""
-    extra: dict = field(default_factory=dict)
 
     @property
     def fallback(self) -> bool:

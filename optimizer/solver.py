@@ -260,7 +260,7 @@ class PersistentHighs:
         try:
             self._push = ParamPush(opt, self.model)
             self.fast_path = True
-        except NotAffine:
+        except (NotAffine, AttributeError):  # AttributeError: another Pyomo version's internals
             self._push = _InterfaceUpdate(opt)
 
     def values(self, var_name: str) -> np.ndarray:
