@@ -45,7 +45,7 @@ def islanded_hours(s: Schedule, run: RunData) -> float:
     for t in range(f.n):
         crit = run.critical_w[t]
         if crit > 0 and s.shed_critical_w[t] > max(ZERO_W, 1e-6 * crit):
-            return t * dt + dt * (1.0 - s.shed_critical_w[t] / crit)
+            return t * dt + dt * min(1.0, max(0.0, 1.0 - s.shed_critical_w[t] / crit))
     tail = hours_of_power(float(s.soc_wh[-1]), run.policy, [float(f.critical_load_w[-1])], [0.0], dt)
     return f.n * dt + tail
 

@@ -28,8 +28,10 @@ from optimizer.settings import (
     TIE_BREAK_JPY_PER_KWH_PER_SLOT,
 )
 
-#: Slots per demand-charge block: demand is the mean import over 30 minutes.
+#: Demand-charge block [h]: demand is the mean import over 30 minutes.
 DEMAND_BLOCK_H = 0.5
+#: Weight of a slot that has a commitment [JPY/kWh] (0 elsewhere; a mutable Param per slot).
+COMMITMENT_WEIGHT = PENALTY_COMMITMENT_JPY_PER_KWH
 
 
 def build_site_model(n: int, slot_h: float, charge_efficiency: float, discharge_efficiency: float,
@@ -193,7 +195,3 @@ def define_objective(m: pyo.ConcreteModel) -> None:
     m.objective = pyo.Objective(
         expr=sum(energy_terms()) + m.demand_charge * m.peak - m.terminal_value * m.soc[n - 1],
         sense=pyo.minimize)
-
-
-#: Commitment weight for a slot with a commitment [JPY/kWh] (0 elsewhere).
-COMMITMENT_WEIGHT = PENALTY_COMMITMENT_JPY_PER_KWH
