@@ -159,10 +159,10 @@ class UserStore:
         if isinstance(password, str) and username in password.lower():
             raise PasswordPolicyError("password must not contain the user name")
 
-    def add(self, username: str, password: str, roles: Iterable[Role | str], display_name: str = "") -> User:
+    def add(self, username: str, password: str, roles: Iterable[Role | str] | str, display_name: str = "") -> User:
         """Create a user; UserError for a bad or taken name, PasswordPolicyError for a weak password."""
         check_username(username)
-        role_set = parse_roles([Role(r).value if isinstance(r, Role) else r for r in roles])
+        role_set = _role_set(roles)
         self._check_password(username, password)
         pw_hash = hash_password(password)
         display_name = _clean_display_name(display_name)
@@ -189,9 +189,9 @@ class UserStore:
             self._conn.execute("UPDATE users SET password_hash = ?, password_changed_at = ? WHERE username = ?",
                                (pw_hash, now, username))
 
-    def set_roles(self, username: str, roles: Iterable[Role | str]) -> User:
+    def set_roles(self, username: str, roles: Iterable[Role | str] | str) -> User:
         """Replace the roles; refuses to take admin from the last enabled admin."""
-        role_set = parse_roles([Role(r).value if isinstance(r, Role) else r for r in roles])
+        role_set = _role_set(roles)
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
@@ -245,6 +245,12 @@ class UserStore:
     def _require(self, username: str) -> None:
         if self.get(username) is None:
             raise UnknownUserError(f"no user {username!r}")
+
+
+def _role_set(roles: Iterable[Role | str] | str) -> frozenset[Role]:
+    if isinstance(roles, str):
+        return parse_roles(roles)
+    return parse_roles([Role(r).value if isinstance(r, Role) else r for r in roles])
 
 
 def _clean_display_name(name: str) -> str:

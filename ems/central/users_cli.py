@@ -49,7 +49,8 @@ def add_users_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
                        description=f"Create a user. Password: --password-file, --password-stdin, ${PASSWORD_ENV} "
                                    "or a prompt. At least 12 characters, not a common password.")
     a.add_argument("username")
-    a.add_argument("--roles", required=True, help="comma-separated: viewer, operator, municipal, admin")
+    a.add_argument("--roles", "--role", dest="roles", required=True,
+                   help="comma-separated: viewer, operator, municipal, admin")
     a.add_argument("--display-name", default="", help="name shown in the UI and audit log")
 
     sub.add_parser("list", parents=[common], help="list users").add_argument(
@@ -60,7 +61,8 @@ def add_users_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
 
     a = sub.add_parser("roles", parents=[common], help="replace a user's roles (ends the user's sessions)")
     a.add_argument("username")
-    a.add_argument("--roles", required=True, help="comma-separated: viewer, operator, municipal, admin")
+    a.add_argument("--roles", "--role", dest="roles", required=True,
+                   help="comma-separated: viewer, operator, municipal, admin")
 
     a = sub.add_parser("disable", parents=[common], help="disable a user (ends sessions, revokes tokens)")
     a.add_argument("username")

@@ -133,11 +133,20 @@ class AtomFeedReader:
         self._db.execute("CREATE TABLE IF NOT EXISTS jma_seen (entry_id TEXT PRIMARY KEY, seen_at TEXT NOT NULL, "
                          "outcome TEXT NOT NULL)")
         self._failing: dict[str, str] = {}  # what is failing -> message, so each failure is logged once
+        #: The last report that could not be parsed (it is not fetched again), for a status page.
+        self.last_parse_error: str | None = None
 
     def close(self) -> None:
         """Close the seen-set database."""
         with self._lock:
             self._db.close()
+
+    @property
+    def last_error(self) -> str | None:
+        """What is failing now (feed or entries), one line; None when the last polls went well."""
+        if not self._failing:
+            return None
+        return "; ".join(f"{what}: {msg}" for what, msg in self._failing.items())
 
     # -- seen set --------------------------------------------------------------
     def seen(self, entry_id: str) -> bool:
@@ -182,6 +191,7 @@ class AtomFeedReader:
             return None
         except JmaParseError as exc:
             log.error("JMA: %s", exc)
+            self.last_parse_error = str(exc)
             self._mark(entry_id, "malformed")
             return None
         self._mark(entry_id, "parsed")
