@@ -80,13 +80,15 @@ class DispatchPreview:
 
     def leases(self, min_w: float = 1.0) -> dict[str, list[tuple[datetime, datetime, float]]]:
         """Per hall the dispatch leases (start, end, power_w [W]) to send: consecutive slots with the same
-        target merged; halls whose share is below ``min_w`` everywhere get none."""
+        target merged; slots where the hall's share is below ``min_w`` [W] get none."""
         out: dict[str, list[tuple[datetime, datetime, float]]] = {}
         for site, share in self.shares.items():
             if max((abs(d) for d in share.delta_w), default=0.0) < min_w:
                 continue
             runs: list[tuple[datetime, datetime, float]] = []
-            for t, target in zip(self.times, share.target_w):
+            for t, target, delta in zip(self.times, share.target_w, share.delta_w):
+                if abs(delta) < min_w:
+                    continue  # the hall's own plan holds in this slot: no lease needed
                 target = round(target, 1)
                 if runs and runs[-1][2] == target and runs[-1][1] == t:
                     runs[-1] = (runs[-1][0], t + self.slot, target)

@@ -23,13 +23,16 @@ def record_dict(rec: Any) -> dict[str, Any]:
             "hash": rec.hash}
 
 
-@router.get("", summary="Audit records, newest last, from since_seq; filter by action and target")
+@router.get("", summary="Audit records after since_seq, oldest first (or newest first); filter by action, "
+                        "target and actor")
 def records(request: Request, since_seq: int = Query(0, ge=0), limit: int = Query(200, ge=1, le=5000),
+            newest_first: bool = False, actor: str | None = Query(None, max_length=200),
             action: str | None = Query(None, max_length=64), target: str | None = Query(None, max_length=200),
             _: Principal = Depends(require(Permission.VIEW_AUDIT))) -> dict:
     audit = service_of(request).audit
     return {"records": [record_dict(r) for r in audit.records(since_seq=since_seq, limit=limit, action=action,
-                                                                target=target)]}
+                                                                target=target, actor=actor,
+                                                                newest_first=newest_first)]}
 
 
 @router.get("/verify", summary="Check the hash chain of the whole log")

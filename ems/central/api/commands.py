@@ -92,7 +92,10 @@ def vpp_dispatch(body: DispatchRequest, request: Request, who: Principal = Depen
     service = service_of(request)
     if not body.reason.strip():
         raise field_error("reason", "give a reason (e.g. the aggregator's call id)")
-    _preview(service, body)  # the same checks, answered as 422 before anything is sent
+    pre = _preview(service, body)  # the same checks, answered as 422 before anything is sent
+    if not pre.leases():
+        raise HTTPException(409, "no hall can take part in this request: " + (
+            ", ".join(f"{s} ({why})" for s, why in sorted(pre.excluded.items())) or pre.status))
     op = service.dispatch(body.power_kw * 1000, body.start, body.end, body.reason.strip(), who.username)
     return op.to_dict()
 
