@@ -261,6 +261,7 @@ class AtomFeedReader:
                 if self.seen(entry.id):
                     continue
                 if name in by_name:
+                    self._ok(f"entry {entry.id}")
                     report = self._parse(by_name[name], entry.id, str(folder / name))
                 elif urlparse(entry.link).scheme in ("http", "https"):
                     report = self._fetch_entry(entry, entry.link)
