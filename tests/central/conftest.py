@@ -193,3 +193,23 @@ def api(env):
     a = Api(env)
     yield a
     a.close()
+
+
+def pytest_configure(config):
+    # starlette's TestClient warns that it will move to httpx2; not our concern here.
+    config.addinivalue_line("filterwarnings", "ignore:Using `httpx` with `starlette.testclient`")
+
+
+@pytest.fixture(scope="module")
+def shared_env(tmp_path_factory, fleet) -> Env:
+    """One service per test module (for tests that do not change it)."""
+    e = make_env(tmp_path_factory.mktemp("central"), fleet)
+    feed_fleet(e.store, fleet)
+    return e
+
+
+@pytest.fixture(scope="module")
+def shared_api(shared_env):
+    a = Api(shared_env)
+    yield a
+    a.close()
