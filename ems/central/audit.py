@@ -223,7 +223,7 @@ class AuditLog:
         with self._lock:
             # A separate connection streams the rows, so a long log is not held in memory at once
             # and appends from other threads only wait for this lock, not for the whole scan.
-            reader = sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True, timeout=5.0)
+            reader = sqlite3.connect(f"{self.db_path.resolve().as_uri()}?mode=ro", uri=True, timeout=5.0)
         try:
             rows = reader.execute(f"SELECT {_COLUMNS} FROM audit ORDER BY seq")
             return self._walk(rows)

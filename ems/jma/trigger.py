@@ -39,7 +39,8 @@ from ems.jma.models import SEVERITY_RANK, AreaWarning, WarningKind, WarningRepor
 log = logging.getLogger(__name__)
 
 DEFAULT_KINDS = frozenset({"storm", "heavy_rain", "storm_surge", "typhoon"})
-KNOWN_KINDS = frozenset({"storm", "heavy_rain", "storm_surge", "heavy_snow", "typhoon"})
+#: flood and landslide come with the 2026 format (氾濫/土砂災害 危険警報); accepted but not switched by default.
+KNOWN_KINDS = frozenset({"storm", "heavy_rain", "storm_surge", "heavy_snow", "typhoon", "flood", "landslide"})
 _JST = ZoneInfo("Asia/Tokyo")
 _EARTH_RADIUS_KM = 6371.0
 

@@ -214,3 +214,11 @@ def test_threads_and_two_connections_append_one_chain(tmp_path):
     assert [r.seq for r in b.records(limit=1000)] == list(range(1, 241))
     a.close()
     b.close()
+
+
+def test_path_with_odd_characters(tmp_path):
+    d = tmp_path / "odd dir #1?"
+    a = AuditLog(d / "audit log.sqlite")
+    fill(a, 2)
+    assert a.verify().ok and a.verify().checked == 2
+    a.close()

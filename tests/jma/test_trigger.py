@@ -195,3 +195,10 @@ def test_bad_settings(sites, kw):
 def test_distance():
     assert distance_km(35.681, 139.767, 34.702, 135.496) == pytest.approx(403, abs=5)  # Tokyo - Osaka stations
     assert distance_km(35.5, 134.2, 35.5, 134.2) == 0
+
+
+def test_landslide_from_the_level_format_only_when_configured(sites):
+    xml = sample("level2026_tottori.xml").replace("レベル２大雨注意報".encode(), "レベル４土砂災害危険警報".encode())
+    r = parse_report(xml)
+    assert "hall-03" not in switched(WarningTrigger(sites).evaluate(r))
+    assert switched(WarningTrigger(sites, kinds={"landslide"}).evaluate(r)) == {"hall-03", "hall-04"}
