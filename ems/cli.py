@@ -94,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--site", required=True, help="site id, e.g. hall-01")
     p.add_argument("--state-dir", help="where mode and outbox persist (default: from the config)")
     p.add_argument("--duration", type=float, help="stop after this many seconds (default: run until Ctrl-C)")
+    p.add_argument("--rule-only", action="store_true", help="no optimizer: follow the rule-based plan")
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("demo", help="the whole simulated fleet and its daemons with a live status table",
@@ -106,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--outage", action="append", metavar="SITE:START_MIN:LEN_MIN",
                    help="inject a grid outage at a site, minutes of simulated time (repeatable)")
     p.add_argument("--plain", action="store_true", help="print plain status lines instead of a live table")
+    p.add_argument("--rule-only", action="store_true", help="no optimizer: every hall follows the rule-based plan")
     p.set_defaults(func=_cmd_demo)
 
     try:

@@ -387,6 +387,8 @@ class EdgeDaemon:
             self.mode_log.append(ch)
             log.info("%s: %s mode %s -> %s (%s, by %s)", self.site.id, ch.layer,
                      ch.from_mode.value if ch.from_mode else "-", ch.to_mode.value, ch.reason, ch.requested_by)
+            if ch.layer == "effective" and hasattr(self.plan_source, "invalidate"):
+                self.plan_source.invalidate(f"mode {ch.to_mode.value}")
             if self.on_mode_change is not None:
                 self.on_mode_change(ch)
         if len(self.mode_log) > 1000:
@@ -422,7 +424,8 @@ async def run_daemon_cli(args: Any) -> int:
     site = fleet.site(args.site)
     state_dir = Path(args.state_dir) if args.state_dir else state_dir_for(args.config, fleet)
     daemon = EdgeDaemon(site, state_dir=state_dir, clock=WallClock(), slot_minutes=fleet.fleet.slot_minutes,
-                        maps_dir=Path(args.config).resolve().parent / "devicemaps")
+                        maps_dir=Path(args.config).resolve().parent / "devicemaps",
+                        plan_source=make_plan_source(site, fleet.fleet.slot_minutes, args.rule_only))
     stop = asyncio.Event()
     await daemon.start()
     printer = asyncio.create_task(_print_status(daemon, stop))
@@ -436,6 +439,15 @@ async def run_daemon_cli(args: Any) -> int:
         await asyncio.gather(printer, return_exceptions=True)
         await daemon.stop()
     return 0
+
+
+def make_plan_source(site: SiteConfig, slot_minutes: int, rule_only: bool = False) -> PlanSource | None:
+    """The optimizer's MPC plan for ``site``, or None (the rule alone) when ``rule_only``."""
+    if rule_only:
+        return None
+    from ems.planning import OptimizerPlanSource  # Pyomo is heavy: only load it when planning
+
+    return OptimizerPlanSource(site, slot_minutes=slot_minutes)
 
 
 def format_status_line(s: DaemonStatus) -> str:

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 from ems.errors import UsageError
 from ems.config import FleetConfig, load_fleet
-from ems.daemon import DaemonStatus, EdgeDaemon, format_status_line
+from ems.daemon import DaemonStatus, EdgeDaemon, format_status_line, make_plan_source
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,8 @@ async def run_demo(args: argparse.Namespace) -> int:
     sim = FleetSimulator(fleet, clock, maps_dir=maps_dir)
     await sim.start()
     daemons = [EdgeDaemon(site, state_dir=state_dir, clock=clock, slot_minutes=fleet.fleet.slot_minutes,
-                          maps_dir=maps_dir)
+                          maps_dir=maps_dir,
+                          plan_source=make_plan_source(site, fleet.fleet.slot_minutes, args.rule_only))
                for site in fleet.sites if site.simulator is not None]
     for d in daemons:
         await d.start()

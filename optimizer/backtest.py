@@ -27,6 +27,7 @@ from datetime import datetime, timedelta, timezone
 
 import numpy as np
 
+from optimizer.execution import self_use_setpoint
 from optimizer.data import prepare_run
 from optimizer.forecast import (JST, clear_sky_pv_w, configured_critical_w, configured_load_w, correct_recent_error,
                                 forecast_load_w, learn_profile)
@@ -297,8 +298,13 @@ def run_backtest(days: int = 28, seed: int = 7, horizon: int = 48, hall: Hall = 
         result.mpc_fallbacks += plan.fallback
         setpoint = float(plan.battery_w[0])
         error = (world.load_w[k] - world.pv_w[k]) - (fc.load_w[0] - fc.pv_w[0])
-        if execution == "grid" or (execution == "surplus" and error < 0) or (
-                execution == "selfuse" and (error < 0 or plan.grid_import_w[0] < 1.0)):
+        if execution == "selfuse":
+            # The daemon's own execution rule (optimizer/execution.py), then the guard's floor.
+            actual_net = float(world.load_w[k] - world.pv_w[k])
+            wanted = self_use_setpoint(setpoint, float(plan.grid_import_w[0]),
+                                       float(fc.load_w[0] - fc.pv_w[0]), actual_net)
+            setpoint = wanted if wanted <= setpoint else min(wanted, max(setpoint, _guard_max_w(e, floors[k], p, dt)))
+        elif execution == "grid" or (execution == "surplus" and error < 0):
             # Hold the planned grid exchange: the battery takes the forecast error, but the
             # guard never lets it discharge below the reserve floor for it.
             setpoint = setpoint + error if error <= 0 else min(setpoint + error, max(setpoint, _guard_max_w(

@@ -182,3 +182,30 @@ async def test_battery_fault_gives_safe_mode_with_an_alarm(rig):
     assert "device_fault" in codes and "safe_mode" in codes
     rig.sim.physics.clear_battery_fault()
     await wait_for(lambda: rig.mode() is Mode.VPP, what="vpp after the fault cleared")
+
+
+async def test_daemon_follows_the_optimizer_plan_through_the_guard(tmp_path):
+    from ems.planning import OptimizerPlanSource
+
+    site = fast_site("hall-02")
+    r = Rig(site, tmp_path / "state")
+    await r.sim.start()
+    try:
+        src = OptimizerPlanSource(site)
+        r.daemon = EdgeDaemon(site, state_dir=r.state_dir, clock=r.clock, plan_source=src)
+        await r.daemon.start()
+        r.task = asyncio.create_task(r.daemon.run(r.stop_event))
+        await wait_for(lambda: r.mode() is Mode.VPP, what="vpp")
+        await wait_for(lambda: "plan optimal" in r.daemon.status.plan_reason, what="a setpoint from the plan")
+        assert src.plans_made >= 1
+        # Whatever the plan asks, the written setpoint is inside the guard's range.
+        s = r.daemon.status
+        assert -r.daemon.policy.max_charge_w - 1e-6 <= s.setpoint_w <= r.daemon.policy.max_discharge_w + 1e-6
+        r.daemon.request_mode(ModeRequest(Mode.DISASTER_RESERVE, "drill", "staff:test", datetime.now(timezone.utc)))
+        await wait_for(lambda: r.mode() is Mode.DISASTER_RESERVE, what="disaster_reserve")
+        await wait_for(lambda: src.plan is not None and src.plan.mode == "disaster_reserve",
+                       what="a disaster_reserve plan")
+        await wait_for(lambda: r.daemon.status.setpoint_w <= 0.0, what="no discharge in disaster_reserve")
+    finally:
+        await r.stop_daemon()
+        await r.sim.stop()

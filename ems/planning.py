@@ -1,0 +1,211 @@
+"""The optimizer's schedule as the daemon's plan (MPC): re-plan every slot, follow it through the guard.
+
+:class:`OptimizerPlanSource` keeps one :class:`optimizer.planner.SitePlanner`
+per site (warm re-solves), builds the forecast from the site's configuration
+(clear-sky PV, configured load profiles) and a price source, and re-plans
+
+* at every slot boundary,
+* when the effective mode changes,
+* when dispatch commitments change,
+* when the measured net load strays far from the plan's for a while,
+* when the plan has expired.
+
+In vpp the cycle carries out the slot with
+:func:`optimizer.execution.self_use_setpoint`: the battery absorbs PV surplus
+the forecast missed and covers unexpected load where the plan meant not to
+import, but never discharges to keep up a planned export.  The backtest uses
+the same function, and the guard still clips whatever the physics or the
+reserve forbid.  In
+disaster_reserve the plan's battery power is used as it is.  Other modes
+(manual, safe, islanded) have no optimizer plan: the rule applies.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Callable, Sequence
+
+import numpy as np
+
+from ems.config import SiteConfig
+from ems.modes import Mode
+from ems.snapshot import SiteSnapshot
+from optimizer.execution import self_use_setpoint
+from optimizer.forecast import HallProfile, hall_forecast
+from optimizer.plan import Plan, PlanExpired
+from optimizer.planner import SitePlanner
+from optimizer.prices import synthetic_spot_prices
+from optimizer.settings import Commitment, PlanSettings
+
+log = logging.getLogger(__name__)
+
+#: Modes the optimizer plans for; the rest follow the rule.
+PLANNED_MODES = (Mode.VPP, Mode.DISASTER_RESERVE)
+
+
+@dataclass(frozen=True, slots=True)
+class PriceSource:
+    """Buy and sell prices [JPY/kWh] per slot start.
+
+    spot: JEPX-like spot price per time (default: the seeded synthetic
+    generator; a loaded JEPX CSV's ``PriceSeries.at`` fits too);
+    buy = spot + buy_adder_jpy_per_kwh (network charges, retail margin);
+    sell = spot × sell_factor.
+    """
+
+    spot: Callable[[Sequence[datetime]], np.ndarray]
+    buy_adder_jpy_per_kwh: float = 12.0
+    sell_factor: float = 1.0
+
+    def prices(self, times: Sequence[datetime]) -> tuple[np.ndarray, np.ndarray]:
+        """(buy, sell) [JPY/kWh] for ``times``."""
+        spot = np.asarray(self.spot(times), dtype=float)
+        return spot + self.buy_adder_jpy_per_kwh, spot * self.sell_factor
+
+
+def synthetic_prices(seed: int = 0) -> PriceSource:
+    """JEPX-like synthetic prices (seeded), for the simulated fleet and tests."""
+    return PriceSource(spot=lambda times: synthetic_spot_prices(times, seed=seed))
+
+
+def hall_profile(site: SiteConfig) -> HallProfile:
+    """What the forecaster needs of a site, from its configuration."""
+    return HallProfile(
+        lat=site.lat, lon=site.lon, pv_capacity_w=site.pv.capacity_w,
+        base_w=site.loads.base_w, peak_w=site.loads.peak_w, critical_w=site.loads.critical_w,
+        tilt_deg=site.pv.tilt_deg, azimuth_deg=site.pv.azimuth_deg, profile=site.loads.profile,
+    )
+
+
+def slot_start(t: datetime, slot: timedelta) -> datetime:
+    """Start of the market slot containing ``t`` (slots aligned to UTC midnight, hence to JST too)."""
+    epoch = datetime(1970, 1, 1, tzinfo=timezone.utc)
+    return epoch + ((t - epoch) // slot) * slot
+
+
+class OptimizerPlanSource:
+    """PlanSource for :class:`ems.daemon.EdgeDaemon` backed by the Pyomo/HiGHS planner.
+
+    horizon_slots: slots planned ahead (48 = one day of 30-minute slots);
+    deviation_w [W] and deviation_s [s]: a measured net load further than
+    this from the plan's for this long triggers a re-plan.
+    """
+
+    def __init__(self, site: SiteConfig, *, slot_minutes: int = 30, horizon_slots: int = 48,
+                 prices: PriceSource | None = None, settings: PlanSettings = PlanSettings(),
+                 weather_factor: float | None = None, deviation_w: float | None = None,
+                 deviation_s: float = 300.0):
+        self.site = site
+        self.slot = timedelta(minutes=slot_minutes)
+        self.horizon_slots = horizon_slots
+        self.prices = prices or synthetic_prices(site.simulator.seed if site.simulator else 0)
+        self.planner = SitePlanner(site.safety_policy(), settings, site.id)
+        self.profile = hall_profile(site)
+        cloud = site.simulator.cloud_factor if site.simulator else 0.2
+        self.weather_factor = weather_factor if weather_factor is not None else 1.0 - cloud
+        self.deviation_w = deviation_w if deviation_w is not None else 0.5 * site.inverter.rated_w
+        self.deviation_s = deviation_s
+        self.plan: Plan | None = None
+        self.plans_made = 0
+        self.last_reason = ""
+        self._commitments: tuple[Commitment, ...] = ()
+        self._dirty = True
+        self._deviating_since: datetime | None = None
+
+    # -- inputs from the daemon -------------------------------------------------------
+    def set_commitments(self, commitments: Sequence[Commitment]) -> None:
+        """Replace the dispatch commitments (leases); the next cycle re-plans."""
+        self._commitments = tuple(commitments)
+        self._dirty = True
+
+    @property
+    def commitments(self) -> tuple[Commitment, ...]:
+        """Dispatch commitments in force."""
+        return self._commitments
+
+    def invalidate(self, why: str) -> None:
+        """Force a re-plan at the next cycle (e.g. a mode change)."""
+        self._dirty = True
+        self.last_reason = why
+
+    # -- the PlanSource protocol -------------------------------------------------------
+    def setpoint_at(self, snap: SiteSnapshot, mode: Mode) -> tuple[float, str] | None:
+        """Requested setpoint [W] and why, or None to let the rule decide."""
+        if mode not in PLANNED_MODES or snap.battery is None:
+            return None
+        now = snap.time
+        self._drop_lapsed(now)
+        why = self._replan_reason(snap, mode)
+        if why:
+            self._replan(snap, mode, why)
+        plan = self.plan
+        if plan is None:
+            return None
+        try:
+            i = plan.slot_index(now)
+        except PlanExpired:
+            return None
+        tag = f"{'fallback ' if plan.fallback else ''}plan {plan.status.value}"
+        plan_w = float(plan.battery_w[i])
+        if mode is Mode.VPP and snap.net_load_w is not None:
+            planned_net = float(plan.grid_import_w[i] - plan.grid_export_w[i]) + plan_w
+            w = self_use_setpoint(plan_w, float(plan.grid_import_w[i]), planned_net, snap.net_load_w)
+            return w, f"{tag}: battery {plan_w:.0f} W planned, {w - plan_w:+.0f} W for the forecast error"
+        return plan_w, f"{tag}: battery {plan_w:.0f} W"
+
+    # -- internals ---------------------------------------------------------------------
+    def _drop_lapsed(self, now: datetime) -> None:
+        """Dispatch leases lapse back to the local plan at their end."""
+        live = tuple(c for c in self._commitments if c.end > now)
+        if live != self._commitments:
+            self._commitments = live
+            self._dirty = True
+
+    def _replan_reason(self, snap: SiteSnapshot, mode: Mode) -> str:
+        plan, now = self.plan, snap.time
+        if plan is None:
+            return "first plan"
+        if self._dirty:
+            return self.last_reason or "inputs changed"
+        if plan.mode != mode.value:
+            return f"mode is now {mode.value}"
+        if not plan.is_valid_at(now):
+            return "plan expired"
+        if slot_start(now, self.slot) > slot_start(plan.created_at, self.slot):
+            return "new slot"
+        return self._deviation_reason(snap, plan)
+
+    def _deviation_reason(self, snap: SiteSnapshot, plan: Plan) -> str:
+        net = snap.net_load_w
+        if net is None:
+            return ""
+        i = plan.slot_index(snap.time)
+        planned_net = float(plan.grid_import_w[i] - plan.grid_export_w[i] + plan.battery_w[i])
+        if abs(net - planned_net) <= self.deviation_w:
+            self._deviating_since = None
+            return ""
+        if self._deviating_since is None:
+            self._deviating_since = snap.time
+            return ""
+        if (snap.time - self._deviating_since).total_seconds() >= self.deviation_s:
+            self._deviating_since = None
+            return f"net load {net:.0f} W far from the plan's {planned_net:.0f} W"
+        return ""
+
+    def _replan(self, snap: SiteSnapshot, mode: Mode, why: str) -> None:
+        start = slot_start(snap.time, self.slot)
+        times = [start + k * self.slot for k in range(self.horizon_slots)]
+        buy, sell = self.prices.prices(times)
+        forecast = hall_forecast(self.profile, times, buy, sell, weather_factor=self.weather_factor)
+        soc = min(100.0, max(0.0, snap.battery.soc_pct))
+        commitments = self._commitments if mode is Mode.VPP else ()
+        self.plan = self.planner.plan(forecast, soc, mode.value, now=snap.time, commitments=commitments)
+        self.plans_made += 1
+        self._dirty = False
+        self.last_reason = why
+        p = self.plan
+        level = logging.WARNING if p.fallback else logging.DEBUG
+        log.log(level, "%s: re-planned (%s): %s, %.1f ms solve, shortfall %.0f Wh%s", self.site.id, why,
+                p.status.value, p.solve_ms, p.reserve_shortfall_wh, f"; {p.message}" if p.message else "")
