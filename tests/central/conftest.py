@@ -9,6 +9,7 @@ import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -117,16 +118,18 @@ class Env:
     """A service with its parts and the users' passwords."""
 
     service: CentralService
-    link: RecordingLink
+    link: Any
     store: FleetStateStore
     passwords: dict[str, str]
     data: Path
 
 
-def make_env(tmp: Path, fleet, users: dict[str, list[str]] | None = None, **service_kw) -> Env:
+def make_env(tmp: Path, fleet, users: dict[str, list[str]] | None = None, link_factory=None, **service_kw) -> Env:
+    """A service over ``fleet`` with ``users`` (default: ROLES); ``link_factory(store)`` makes the command
+    link (default: a RecordingLink)."""
     tmp.mkdir(parents=True, exist_ok=True)
     store = FleetStateStore([s.id for s in fleet.sites])
-    link = RecordingLink()
+    link = link_factory(store) if link_factory else RecordingLink()
     user_store = UserStore(tmp / "users.sqlite")
     passwords = {}
     for name, roles in (users if users is not None else ROLES).items():
@@ -213,3 +216,30 @@ def shared_api(shared_env):
     a = Api(shared_env)
     yield a
     a.close()
+
+
+class LiveServer:
+    """The app served by uvicorn on 127.0.0.1:<free port> in a thread (for browsers and real HTTP)."""
+
+    def __init__(self, app):
+        import uvicorn
+
+        from tests.netutil import free_port
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
+                                                    access_log=False))
+        self.thread = threading.Thread(target=self.server.run, name="uvicorn", daemon=True)
+
+    def __enter__(self) -> "LiveServer":
+        from tests.servers import wait_until
+
+        self.thread.start()
+        wait_until(lambda: self.server.started or not self.thread.is_alive(), 30, what="uvicorn start")
+        assert self.server.started, "uvicorn did not start"
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(15)
