@@ -79,6 +79,8 @@ class DaemonStatus:
     grid_ok: bool | None
     requested_w: float
     setpoint_w: float
+    allowed_min_w: float
+    allowed_max_w: float
     plan_reason: str
     written: bool
     stored_wh: float | None
@@ -102,6 +104,7 @@ class DaemonStatus:
             "grid_ok": self.grid_ok,
             "requested_w": self.requested_w,
             "setpoint_w": self.setpoint_w,
+            "allowed_w": [self.allowed_min_w, self.allowed_max_w],
             "plan_reason": self.plan_reason,
             "written": self.written,
             "stored_wh": self.stored_wh,
@@ -337,7 +340,8 @@ class EdgeDaemon:
             grid_w=snap.meter.power_w if snap.meter else None,
             pv_w=snap.pv.power_w if snap.pv else None,
             grid_ok=snap.meter.grid_ok if snap.meter else None,
-            requested_w=requested_w, setpoint_w=setpoint_w, plan_reason=plan_reason, written=written,
+            requested_w=requested_w, setpoint_w=setpoint_w, allowed_min_w=guard.range.min_w,
+            allowed_max_w=guard.range.max_w, plan_reason=plan_reason, written=written,
             stored_wh=stored, reserve_floor_wh=floor_wh, hours_left=hours,
             clips=clips, alarms=tuple(self.alarms.active()), stats=self._stats,
             device_health=snap.device_health,
