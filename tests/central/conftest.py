@@ -243,3 +243,45 @@ class LiveServer:
     def __exit__(self, *exc) -> None:
         self.server.should_exit = True
         self.thread.join(15)
+
+
+# -- a real broker with fake halls (one per module that asks) ---------------------------------------
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory, fleet):
+    """Mosquitto with the production ACL: user ``central`` and ``edge-<site>`` per hall (random passwords)."""
+    from telemetry.mosquitto_acl import acl_text, gateway_username
+    from tests.servers import MosquittoServer
+    from tests.servers import random_password as server_password
+
+    users = {"central": server_password(), **{gateway_username(s.id): server_password() for s in fleet.sites}}
+    with MosquittoServer(tmp_path_factory.mktemp("mqtt"), users=users, acl=acl_text([s.id for s in fleet.sites])) as b:
+        b.passwords = users
+        yield b
+
+
+def mqtt_settings(broker, user):
+    from telemetry.mqtt_client import MqttSettings
+
+    return MqttSettings("127.0.0.1", broker.port, username=user, password=broker.passwords[user], min_reconnect_s=0.5)
+
+
+@pytest.fixture(scope="module")
+def halls(request, broker, fleet, tmp_path_factory):
+    """A FakeHall per site, connected; the test module's ``REFUSING`` site (if any) refuses mode commands."""
+    import asyncio
+
+    from telemetry.mosquitto_acl import gateway_username
+    from tests.central.edge_fakes import FakeHall
+
+    refusing = getattr(request.module, "REFUSING", None)
+    state = tmp_path_factory.mktemp("edges")
+    fakes = {s.id: FakeHall(s, mqtt_settings(broker, gateway_username(s.id)), state / s.id, refuse=s.id == refusing)
+             for s in fleet.sites}
+    for f in fakes.values():
+        f.start()
+    for f in fakes.values():
+        assert asyncio.run(f.edge.wait_connected(30)), f.site.id
+    yield fakes
+    for f in fakes.values():
+        f.stop()

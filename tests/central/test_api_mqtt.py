@@ -13,46 +13,17 @@ import pytest
 
 from ems.central.service import JMA_ACTOR, JmaParts
 from telemetry.central_mqtt import CentralMqtt
-from telemetry.mosquitto_acl import acl_text, gateway_username
-from telemetry.mqtt_client import MqttSettings
-from tests.central.conftest import Api, make_env
-from tests.central.edge_fakes import FakeHall
-from tests.servers import MosquittoServer, random_password, wait_until
+from tests.central.conftest import Api, make_env, mqtt_settings
+from tests.servers import wait_until
 
 SAMPLES = Path(__file__).resolve().parents[1] / "jma" / "samples"
 REFUSING = "hall-14"
 
 
 @pytest.fixture(scope="module")
-def broker(tmp_path_factory, fleet):
-    users = {"central": random_password(), **{gateway_username(s.id): random_password() for s in fleet.sites}}
-    with MosquittoServer(tmp_path_factory.mktemp("mqtt"), users=users, acl=acl_text([s.id for s in fleet.sites])) as b:
-        b.passwords = users
-        yield b
-
-
-def settings(broker, user) -> MqttSettings:
-    return MqttSettings("127.0.0.1", broker.port, username=user, password=broker.passwords[user], min_reconnect_s=0.5)
-
-
-@pytest.fixture(scope="module")
-def halls(broker, fleet, tmp_path_factory):
-    state = tmp_path_factory.mktemp("edges")
-    fakes = {s.id: FakeHall(s, settings(broker, gateway_username(s.id)), state / s.id, refuse=s.id == REFUSING)
-             for s in fleet.sites}
-    for f in fakes.values():
-        f.start()
-    for f in fakes.values():
-        assert asyncio.run(f.edge.wait_connected(30)), f.site.id
-    yield fakes
-    for f in fakes.values():
-        f.stop()
-
-
-@pytest.fixture(scope="module")
 def live(broker, halls, fleet, tmp_path_factory):
     def link(store):
-        return CentralMqtt(settings(broker, "central"), store, issued_by="central", client_id="central-test")
+        return CentralMqtt(mqtt_settings(broker, "central"), store, issued_by="central", client_id="central-test")
 
     env = make_env(tmp_path_factory.mktemp("central"), fleet, link_factory=link,
                    ack_timeout=timedelta(seconds=20))

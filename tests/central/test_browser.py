@@ -1,0 +1,171 @@
+"""The dashboard in real headless Chromium (Debian chromium + chromium-driver), against the live service,
+a real Mosquitto and fake halls: municipal staff switch every hall to disaster mode and watch the acks
+arrive; a viewer finds no switch and the API refuses him; the public page shows hours left.
+
+Screenshots go to the test's tmp folder (``EMS_SCREENSHOTS=<dir>`` keeps them elsewhere)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from telemetry.central_mqtt import CentralMqtt
+from tests.central.conftest import Api, LiveServer, make_env, mqtt_settings
+from tests.servers import wait_until
+
+pytestmark = pytest.mark.slow
+
+TIMEOUT_S = 30
+
+
+def _binary(name: str, package: str) -> str:
+    path = shutil.which(name) or (f"/usr/bin/{name}" if os.path.exists(f"/usr/bin/{name}") else None)
+    if path is None:
+        pytest.skip(f"{name} not installed (Debian package {package}; scripts/test.sh installs it)")
+    return path
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    chromium = _binary("chromium", "chromium")
+    driver_path = _binary("chromedriver", "chromium-driver")
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = chromium
+    profile = tempfile.mkdtemp(prefix="ems-chromium-")
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--disable-default-apps", "--disable-extensions", f"--user-data-dir={profile}",
+                "--window-size=1440,1200", "--lang=ja-JP"):
+        opts.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(driver_path), options=opts)
+    driver.set_page_load_timeout(TIMEOUT_S)
+    yield driver
+    driver.quit()
+    shutil.rmtree(profile, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def live(broker, halls, fleet, tmp_path_factory):
+    env = make_env(tmp_path_factory.mktemp("central"), fleet,
+                   link_factory=lambda store: CentralMqtt(mqtt_settings(broker, "central"), store, issued_by="central",
+                                                          client_id="central-browser"))
+    api = Api(env)
+    with LiveServer(api.app) as server:
+        assert env.link.wait_connected(30)
+        wait_until(lambda: all(r["online"] and r["mode"] == "vpp" for r in env.service.fleet_rows()), 30,
+                   what="every hall's state")
+        yield env, server
+
+
+@pytest.fixture
+def shots(tmp_path):
+    folder = Path(os.environ.get("EMS_SCREENSHOTS") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def wait(driver, condition, what: str):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, TIMEOUT_S, poll_frequency=0.2).until(lambda d: condition(d), message=what)
+
+
+def login(driver, server, env, user):
+    from selenium.webdriver.common.by import By
+
+    driver.delete_all_cookies()
+    driver.get(server.url + "/")
+    wait(driver, lambda d: d.find_element(By.ID, "login-username").is_displayed(), "login form")
+    driver.find_element(By.ID, "login-username").send_keys(user)
+    driver.find_element(By.ID, "login-password").send_keys(env.passwords[user])
+    driver.find_element(By.ID, "login-submit").click()
+    wait(driver, lambda d: d.find_element(By.ID, "nav").is_displayed(), "navigation after login")
+
+
+def test_municipal_staff_switch_every_hall_and_see_every_ack(browser, live, halls, shots):
+    from selenium.webdriver.common.by import By
+
+    env, server = live
+    login(browser, server, env, "mika")
+    link = browser.find_element(By.CSS_SELECTOR, 'a[data-nav="disaster"]')
+    assert link.is_displayed()
+    link.click()
+    wait(browser, lambda d: d.find_element(By.ID, "disaster-submit").is_displayed(), "disaster panel")
+    # Without a reason and confirmation the server refuses and the form names the field.
+    browser.find_element(By.ID, "disaster-submit").click()
+    browser.find_element(By.ID, "modal-confirm").click()
+    wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, '.field-error[data-for="reason"]').text, "reason error")
+    assert all(not h.commands for h in halls.values())
+    browser.find_element(By.ID, "disaster-reason").send_keys("台風10号接近 typhoon No.10 approaching")
+    browser.find_element(By.ID, "disaster-confirm").click()
+    browser.find_element(By.ID, "disaster-submit").click()
+    dialog = browser.find_element(By.CSS_SELECTOR, ".modal")
+    assert "all 14 halls" in dialog.text
+    browser.save_screenshot(str(shots / "disaster-confirm.png"))
+    browser.find_element(By.ID, "modal-confirm").click()
+
+    def acks(d):
+        rows = d.find_elements(By.CSS_SELECTOR, "#disaster-op tr[data-site]")
+        status = {r.get_attribute("data-site"): r.find_element(By.CSS_SELECTOR, ".ack-status .status").text for r in rows}
+        return status if len(status) == 14 and set(status.values()) == {"ok"} else None
+
+    status = wait(browser, acks, "an ok ack from every hall in the page")
+    assert set(status) == set(halls)
+    assert all(h.mode == "disaster_reserve" for h in halls.values())
+    # The live table shows the new mode and the hours of power of every hall.
+    wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#disaster-live .mode.disaster_reserve")) == 14,
+         "every hall shown in disaster mode")
+    row = browser.find_element(By.CSS_SELECTOR, '#disaster-live tr[data-site="hall-01"]')
+    assert "13.0" in row.text and "湖山公民館" in row.text
+    browser.save_screenshot(str(shots / "disaster-acks.png"))
+    recs = env.service.audit.records(action="mode_switch", limit=100)
+    assert {r.target for r in recs} == set(halls) and {r.actor for r in recs} == {"mika"}
+
+
+def test_viewer_finds_no_switch_and_is_refused_by_the_api(browser, live, shots):
+    from selenium.webdriver.common.by import By
+
+    env, server = live
+    before = len(env.service.audit.records(action="mode_switch", limit=1000))
+    login(browser, server, env, "vera")
+    assert not browser.find_element(By.CSS_SELECTOR, 'a[data-nav="disaster"]').is_displayed()
+    assert not browser.find_element(By.CSS_SELECTOR, 'a[data-nav="vpp"]').is_displayed()
+    wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#fleet-body tr")) == 14, "fleet table")
+    browser.save_screenshot(str(shots / "viewer-fleet.png"))
+    browser.get(server.url + "/#/disaster")
+    wait(browser, lambda d: d.find_elements(By.ID, "disaster-live"), "disaster view (read-only)")
+    assert browser.find_elements(By.ID, "disaster-submit") == []
+    assert browser.find_elements(By.ID, "return-submit") == []
+    # Even a hand-made request from the viewer's logged-in page is refused.
+    status = browser.execute_async_script("""
+        const done = arguments[arguments.length - 1];
+        fetch('/api/disaster/switch', {method: 'POST', credentials: 'same-origin',
+              headers: {'Content-Type': 'application/json', 'X-CSRF-Token': S.csrf},
+              body: JSON.stringify({scope: 'all', reason: 'viewer tries', confirm: true})})
+          .then(r => done(r.status), e => done(String(e)));""")
+    assert status == 403
+    assert len(env.service.audit.records(action="mode_switch", limit=1000)) == before
+
+
+def test_public_page_shows_hours_left_without_login(browser, live, halls, shots):
+    from selenium.webdriver.common.by import By
+
+    env, server = live
+    browser.delete_all_cookies()
+    browser.get(server.url + "/public")
+    wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, ".shelter .hours-big")) == 14, "14 shelters with hours")
+    card = browser.find_element(By.CSS_SELECTOR, '.shelter[data-name="湖山公民館 Koyama"]')
+    assert "鳥取市" in card.text
+    hours = card.find_element(By.CSS_SELECTOR, ".hours-big").text
+    expected = env.service.fleet_rows()[0]["hours_left"]
+    assert hours == f"{expected:.1f} h"
+    assert "電気あり" in card.text  # grid is up in the fake halls
+    assert "hall-01" not in browser.page_source and "typhoon" not in browser.page_source
+    browser.save_screenshot(str(shots / "public.png"))
