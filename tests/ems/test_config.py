@@ -142,6 +142,8 @@ CASES = {
     "yes as stop bits": (lambda d: d["sites"][0]["devices"][0].update(
         transport={"kind": "modbus_rtu", "device": "/dev/ttyUSB0", "stopbits": True}),
         "sites[0].devices[0].transport.stopbits: Input should be 1 or 2"),
+    "poll period never fresh": (lambda d: d["sites"][0]["devices"][0].update(period_s=10),
+                                "sites[0]: devices[0].period_s: 10 s is not below the stale limit"),
     "yes as seed": (lambda d: d["sites"][0]["simulator"].update(seed=True),
                     "sites[0].simulator.seed: Input should be a valid integer"),
 }
