@@ -122,6 +122,15 @@ class Point(StrictModel):
         return self.words if self.type == RegType.STRING else TYPE_WORDS[self.type]
 
 
+def check_scale_factors(points: list[Point], what: str) -> None:
+    """Raise ValueError when a point's ``scale_factor`` names no sunssf point of the same ``what``."""
+    sunssf = {q.name for q in points if q.type == RegType.SUNSSF}
+    for i, p in enumerate(points):
+        if p.scale_factor is not None and p.scale_factor not in sunssf:
+            raise ValueError(f"points[{i}] ({p.name}): scale_factor {p.scale_factor!r} "
+                             f"is not a sunssf point of this {what}")
+
+
 class Heartbeat(StrictModel):
     """A watchdog register the gateway must keep changing, or the device reverts to idle."""
 
@@ -163,14 +172,7 @@ class RegisterMap(StrictModel):
                 if p.field in fields_seen:
                     raise ValueError(f"{where}: field {p.field!r} bound twice")
                 fields_seen.add(p.field)
-        for i, p in enumerate(self.points):
-            if p.scale_factor is not None:
-                sf = next((q for q in self.points if q.name == p.scale_factor), None)
-                if sf is None or sf.type != RegType.SUNSSF:
-                    raise ValueError(
-                        f"points[{i}] ({p.name}): scale_factor {p.scale_factor!r} "
-                        "is not a sunssf point of this map"
-                    )
+        check_scale_factors(self.points, "map")
         missing = [f for f, required in allowed.items() if required and f not in fields_seen]
         if missing:
             raise ValueError(f"a {self.nature.value} map must bind field(s): {', '.join(missing)}")

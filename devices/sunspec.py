@@ -31,6 +31,7 @@ from devices.errors import DeviceError
 from devices.readings import CANONICAL_FIELDS, Nature
 from devices.registermap import (
     NOT_IMPLEMENTED,
+    check_scale_factors,
     Function,
     Heartbeat,
     Point,
@@ -81,14 +82,7 @@ class SunSpecModel(StrictModel):
                 natures = [self.nature] if self.nature else list(Nature)
                 if not any(p.field in CANONICAL_FIELDS[n] for n in natures):
                     raise ValueError(f"{where}: field {p.field!r} is not a canonical field")
-        for i, p in enumerate(self.points):
-            if p.scale_factor is not None:
-                sf = next((q for q in self.points if q.name == p.scale_factor), None)
-                if sf is None or sf.type != RegType.SUNSSF:
-                    raise ValueError(
-                        f"points[{i}] ({p.name}): scale_factor {p.scale_factor!r} "
-                        "is not a sunssf point of this model"
-                    )
+        check_scale_factors(self.points, "model")
         spans = sorted((p.offset, p.offset + p.word_count, p.name) for p in self.points)
         for a, b in zip(spans, spans[1:]):
             if b[0] < a[1]:
