@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import sys
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -132,17 +133,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ems")
     sub = parser.add_subparsers(dest="command", required=True)
     add_central_parser(sub)
-    args = parser.parse_args(["central", *(argv or [])] if argv is not None else None)
+    args = parser.parse_args(["central", *(sys.argv[1:] if argv is None else argv)])
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)
     except ConfigError as exc:
         for line in exc.problems:
-            print(f"error: {line}")
+            print(f"error: {line}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        return 0
 
 
 if __name__ == "__main__":
-    import sys
-
     sys.exit(main(sys.argv[1:]))

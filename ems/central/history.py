@@ -163,7 +163,8 @@ class InfluxHistory:
             raise HistoryError(f"InfluxDB {self.url}: unexpected reply {str(body)[:200]}")
         for res in results:
             if "error" in res:
-                raise HistoryError(f"InfluxDB {self.url}: {res['error']}")
+                # InfluxDB 1.6 says only "not executed" when the database does not exist.
+                raise HistoryError(f"InfluxDB {self.url} database {self.database!r}: {res['error']}")
         return results
 
     def series(self, site: str, start: datetime, end: datetime) -> History:
