@@ -142,6 +142,7 @@ class FleetRuntime:
         self._tasks: list[asyncio.Task] = []
         self._timers: list[tuple[datetime, str, Callable[[], Any]]] = []
         self._started = False
+        self._stopped = False
 
     # -- accessors ----------------------------------------------------------------------------
     @property
@@ -256,7 +257,17 @@ class FleetRuntime:
 
     async def stop(self, drain_timeout_s: float = 20.0) -> None:
         """Stop everything (daemons first, telemetry drained, then central, simulator, broker); idempotent."""
-        self._stop.set()
+        if self._stopped:
+            return
+        self._stopped = True
+        self._stop.set()  # daemon loops end after their cycle: no new telemetry from here on
+        cycles = [t for t in self._tasks if t.get_name().startswith("daemon-")]
+        await asyncio.wait(cycles, timeout=5.0) if cycles else None
+        for daemon in self.daemons.values():
+            try:
+                await daemon.stop()  # pollers and heartbeat
+            except Exception as exc:  # keep stopping the rest
+                log.warning("%s: daemon stop failed: %s", daemon.site.id, exc)
         if self.shippers:
             await self.drain_telemetry(drain_timeout_s)
         for shipper in self.shippers.values():
@@ -266,11 +277,6 @@ class FleetRuntime:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
         await asyncio.gather(*(e.aclose(2.0) for e in self.edges.values()), return_exceptions=True)
-        for daemon in self.daemons.values():
-            try:
-                await daemon.stop()
-            except Exception as exc:  # keep stopping the rest
-                log.warning("%s: daemon stop failed: %s", daemon.site.id, exc)
         self.edges.clear()
         if self.central is not None:
             await asyncio.to_thread(self.central.stop)
@@ -278,6 +284,11 @@ class FleetRuntime:
             await self.sim.stop()
         if self.broker is not None:
             await asyncio.to_thread(self.broker.stop)
+
+    def failed_tasks(self) -> list[str]:
+        """Daemon, shipper and timer tasks that ended with an exception (name: error)."""
+        return [f"{t.get_name()}: {t.exception()!r}"[:200] for t in self._tasks
+                if t.done() and not t.cancelled() and t.exception() is not None]
 
     def close_stores(self) -> None:
         """Close outboxes and the history store (after :meth:`stop` and any counting)."""
