@@ -18,7 +18,6 @@ import asyncio
 import logging
 import sys
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 from devices.configfile import ConfigError

@@ -7,7 +7,7 @@ import json
 import secrets
 import threading
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -146,8 +146,6 @@ class Api:
     """A TestClient for the app of an Env, with login and bearer helpers."""
 
     def __init__(self, env: Env):
-        from fastapi.testclient import TestClient
-
         from ems.central.app import create_app
 
         self.env = env

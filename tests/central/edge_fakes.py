@@ -4,7 +4,6 @@ publishes its state as the real daemon would (mode, SoC, hours left)."""
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timezone
 from pathlib import Path
 
 from telemetry.commands import CommandRejected

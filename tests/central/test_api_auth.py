@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.central.conftest import Api, make_env, feed_fleet
+from tests.central.conftest import Api, make_env
 
 SWITCH = {"scope": "sites", "sites": ["hall-02"], "reason": "auth test", "confirm": True}
 

@@ -19,7 +19,7 @@ from tests.servers import wait_until
 
 pytestmark = pytest.mark.slow
 
-TIMEOUT_S = 30
+TIMEOUT_S = 60  # generous: a loaded 2-core CI machine runs Chromium, Mosquitto and 14 fake halls
 
 
 def _binary(name: str, package: str) -> str:
@@ -72,9 +72,26 @@ def shots(tmp_path):
 
 
 def wait(driver, condition, what: str):
+    """Wait for ``condition(driver)``; the page re-renders its tables every few seconds, so an element
+    found a moment ago may be gone: such a poll just counts as "not yet"."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, TIMEOUT_S, poll_frequency=0.2).until(lambda d: condition(d), message=what)
+    return WebDriverWait(driver, TIMEOUT_S, poll_frequency=0.2,
+                         ignored_exceptions=(StaleElementReferenceException, NoSuchElementException)).until(
+        lambda d: condition(d), message=what)
+
+
+def texts(driver, css: str, attr: str | None = None) -> list:
+    """Text (or ``attr``) of every element matching ``css``, read in one go inside the page."""
+    return driver.execute_script(
+        "return [...document.querySelectorAll(arguments[0])].map(e => arguments[1] ? e.getAttribute(arguments[1]) "
+        ": e.textContent)", css, attr)
+
+
+def acks_now(driver) -> dict:
+    return dict(zip(texts(driver, "#disaster-op tr[data-site]", "data-site"),
+                    texts(driver, "#disaster-op tr[data-site] .ack-status .status")))
 
 
 def login(driver, server, env, user):
@@ -112,18 +129,23 @@ def test_municipal_staff_switch_every_hall_and_see_every_ack(browser, live, hall
     browser.find_element(By.ID, "modal-confirm").click()
 
     def acks(d):
-        rows = d.find_elements(By.CSS_SELECTOR, "#disaster-op tr[data-site]")
-        status = {r.get_attribute("data-site"): r.find_element(By.CSS_SELECTOR, ".ack-status .status").text for r in rows}
+        status = acks_now(d)
         return status if len(status) == 14 and set(status.values()) == {"ok"} else None
 
-    status = wait(browser, acks, "an ok ack from every hall in the page")
+    try:
+        status = wait(browser, acks, "an ok ack from every hall in the page")
+    except Exception:
+        browser.save_screenshot(str(shots / "disaster-acks-failed.png"))
+        op = env.service.operations.recent(1)
+        raise AssertionError(f"page shows {acks_now(browser)}; service has "
+                             f"{[(c.site, c.status) for c in op[0].commands] if op else 'no operation'}") from None
     assert set(status) == set(halls)
     assert all(h.mode == "disaster_reserve" for h in halls.values())
     # The live table shows the new mode and the hours of power of every hall.
     wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#disaster-live .mode.disaster_reserve")) == 14,
          "every hall shown in disaster mode")
-    row = browser.find_element(By.CSS_SELECTOR, '#disaster-live tr[data-site="hall-01"]')
-    assert "13.0" in row.text and "湖山公民館" in row.text
+    row = texts(browser, '#disaster-live tr[data-site="hall-01"]')[0]
+    assert "13.0" in row and "湖山公民館" in row
     browser.save_screenshot(str(shots / "disaster-acks.png"))
     recs = env.service.audit.records(action="mode_switch", limit=100)
     assert {r.target for r in recs} == set(halls) and {r.actor for r in recs} == {"mika"}
@@ -137,7 +159,7 @@ def test_viewer_finds_no_switch_and_is_refused_by_the_api(browser, live, shots):
     login(browser, server, env, "vera")
     assert not browser.find_element(By.CSS_SELECTOR, 'a[data-nav="disaster"]').is_displayed()
     assert not browser.find_element(By.CSS_SELECTOR, 'a[data-nav="vpp"]').is_displayed()
-    wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#fleet-body tr")) == 14, "fleet table")
+    wait(browser, lambda d: len(texts(d, "#fleet-body tr")) == 14, "fleet table")
     browser.save_screenshot(str(shots / "viewer-fleet.png"))
     browser.get(server.url + "/#/disaster")
     wait(browser, lambda d: d.find_elements(By.ID, "disaster-live"), "disaster view (read-only)")
