@@ -528,7 +528,7 @@ VIEWS.audit = box => {
         verifyOut.className = v.ok ? "" : "error";
       } }, "Verify chain"), verifyOut,
       can("export_audit") ? h("a", { href: "/api/audit/export.csv", id: "audit-export" }, "Export CSV") : ""),
-    h("table", {}, h("thead", {}, h("tr", {}, ["#", "Time (JST)", "Actor", "Action", "Target", "Reason", "Details"].map(t => h("th", {}, t)))), table)));
+    h("table", { id: "audit-table" }, h("thead", {}, h("tr", {}, ["#", "Time (JST)", "Actor", "Action", "Target", "Reason", "Details"].map(t => h("th", {}, t)))), table)));
   async function load() {
     const q = action.value ? `&action=${action.value}` : "";
     try {
