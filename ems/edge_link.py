@@ -29,8 +29,8 @@ from typing import Any
 from ems.daemon import DaemonStatus, EdgeDaemon
 from ems.modes import Mode, ModeChange, ModeRequest, ModeRequestError
 from telemetry.commands import Command, CommandRejected
-from telemetry.schema import (alarm_point, guard_clip_point, mode_point, outbox_point, reading_point,
-                              setpoint_point, site_point)
+from telemetry.schema import (PlanSlot, alarm_point, guard_clip_point, mode_point, outbox_point, plan_points,
+                              reading_point, setpoint_point, site_point)
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,7 @@ class EdgeLink:
         self._hold_previous: ModeRequest | None = None
         self.outbox_errors = 0
         self._written: dict[str, datetime] = {}
+        self._published_plan: Any = None
         daemon.on_status = self._on_status
         daemon.on_mode_change = self._on_mode_change
         if mqtt is not None:
@@ -94,6 +95,7 @@ class EdgeLink:
                 points.append(guard_clip_point(site, s.time, c.stage.value, s.requested_w, after.min_w, after.max_w,
                                                s.setpoint_w, c.reason[:300], self.area))
         points += self._alarm_changes(s)
+        points += self._new_plan()
         if self.outbox is not None and self._cycle % 60 == 0:
             st = self.outbox.stats()
             points.append(outbox_point(site, s.time, st.points, st.bytes, st.oldest_age_s, st.dropped_points,
@@ -108,6 +110,23 @@ class EdgeLink:
                 state["outbox"] = {"points": st.points, "bytes": st.bytes, "oldest_age_s": st.oldest_age_s,
                                    "dropped_points": st.dropped_points}
             self.mqtt.publish_state(state)
+
+    def _new_plan(self) -> list:
+        """When the optimizer made a new plan: publish it (retained) and return its points."""
+        source = self.daemon.plan_source
+        plan = getattr(source, "plan", None)
+        if plan is None or plan is self._published_plan:
+            return []
+        self._published_plan = plan
+        if self.mqtt is not None:
+            self.mqtt.publish_plan({**plan.summary(), "reason": getattr(source, "last_reason", ""),
+                                    "created_at": plan.created_at.isoformat(), "slots": plan.rows()})
+        plan_id = f"{plan.created_at:%Y%m%dT%H%M%S}-{plan.mode}"
+        slots = [PlanSlot(t, float(plan.battery_w[i]), float(plan.soc_pct[i]),
+                          float(plan.grid_import_w[i] - plan.grid_export_w[i]), None, float(plan.reserve_wh[i]))
+                 for i, t in enumerate(plan.times)]
+        return plan_points(self.daemon.site.id, plan_id, plan.created_at, slots,
+                           "fallback" if plan.fallback else "optimizer", self.area)
 
     def _new_readings(self) -> list:
         """Points for every device reading not written yet (each poll once, at its own time)."""

@@ -89,6 +89,9 @@ async def test_mode_command_round_trip_state_and_telemetry(linked, influx):
         return rows[0][1] if rows else 0
 
     await wait_for(lambda: battery_points() >= 20, timeout_s=30, what="20 battery readings in InfluxDB")
+    plans = influx.rows("SELECT count(battery_w) FROM plan WHERE site='hall-01'", "ems")
+    assert plans and plans[0][1] >= 48, plans  # a day of slots
+    assert "slots" in (store.get("hall-01").plan or {}), "the plan is published for the central dispatch"
     modes = influx.rows("SELECT mode, reason FROM mode WHERE site='hall-01'", "ems")
     assert any(r[1] == "disaster_reserve" for r in modes), modes
 
