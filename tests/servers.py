@@ -19,7 +19,8 @@ the same port and data folder (to test outages)::
 
 The binaries come from Debian (mosquitto, influxdb, victoria-metrics;
 ``scripts/test.sh`` installs them).  A test that needs a missing binary is
-skipped with the package name, never silently passed.
+skipped with the package name, never silently passed (outside pytest, e.g.
+in benchmarks/bench_telemetry.py, it is a RuntimeError).
 
 Passwords used here are generated per run (``random_password()``); nothing
 secret is stored in the repository.
@@ -40,7 +41,6 @@ from pathlib import Path
 from typing import Mapping
 from urllib.parse import urlencode
 
-import pytest
 import urllib3
 
 from tests.netutil import free_port, wait_for_port
@@ -57,7 +57,12 @@ def require_binary(name: str, package: str) -> str:
     """Path of ``name``, or skip the test saying which Debian package provides it."""
     path = shutil.which(name) or (f"/usr/sbin/{name}" if os.path.exists(f"/usr/sbin/{name}") else None)
     if path is None:
-        pytest.skip(f"{name} not installed (Debian package {package}; scripts/test.sh installs it)")
+        message = f"{name} not installed (Debian package {package}; scripts/test.sh installs it)"
+        try:
+            import pytest  # only when running under the test suite; benchmarks use these helpers too
+        except ImportError:
+            raise RuntimeError(message) from None
+        pytest.skip(message)
     return path
 
 
