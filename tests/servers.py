@@ -28,6 +28,7 @@ secret is stored in the repository.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import pwd
@@ -36,6 +37,7 @@ import shutil
 import signal
 import subprocess
 import time
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
@@ -44,6 +46,16 @@ from urllib.parse import urlencode
 import urllib3
 
 from tests.netutil import free_port, wait_for_port
+
+#: Servers started and not yet stopped; stopped at interpreter exit so an aborted run leaves no orphans.
+_RUNNING: "weakref.WeakSet[ManagedServer]" = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_leftovers() -> None:
+    for server in list(_RUNNING):
+        server.kill()
+
 
 _HTTP = urllib3.PoolManager(retries=False, timeout=urllib3.Timeout(connect=2.0, read=30.0))
 
@@ -130,6 +142,7 @@ class ManagedServer:
                     break
                 if self._ready():
                     self._ever_ready = True
+                    _RUNNING.add(self)
                     return self
                 time.sleep(0.05)
             tail = self.log_tail()
@@ -166,6 +179,7 @@ class ManagedServer:
                 self.proc.kill()
                 self.proc.wait(timeout=self.stop_timeout_s)
         self.proc = None
+        _RUNNING.discard(self)
 
     def log_tail(self, chars: int = 3000) -> str:
         try:
