@@ -126,6 +126,7 @@ class CommandRefused(Exception):
         self.message = message
         self.command_id = command_id
         self.kind = kind
+        self.original_ack: str | None = None  # for "replayed": the JSON of the ack sent the first time
 
 
 class CommandRejected(Exception):
@@ -156,7 +157,9 @@ def parse_command(raw: bytes | str, site: str, topic_kind: str | None, now: date
         raise CommandRefused("malformed", "not a JSON object", kind=topic_kind)
     raw_id = data.get("id") if isinstance(data.get("id"), str) and len(data.get("id")) <= 64 else None
     if topic_kind not in COMMAND_KINDS:
-        raise CommandRefused("wrong_kind", f"unknown command topic kind {topic_kind!r}", raw_id, topic_kind)
+        where = "not on one of this site's command topics" if topic_kind is None else \
+            f"unknown command topic kind {topic_kind!r}"
+        raise CommandRefused("wrong_kind", where, raw_id, topic_kind)
     try:
         env = CommandEnvelope.model_validate(data)
     except ValidationError as exc:

@@ -208,12 +208,12 @@ class EdgeMqtt:
 
     def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
         try:
-            self._receive(msg.topic, msg.payload)
+            self._receive(msg.topic, msg.payload, redelivery=bool(msg.dup))
         except Exception:  # never let one message kill the network thread
             log.exception("%s: error handling message on %s", self.site, msg.topic)
 
     # -- command path --------------------------------------------------------------------
-    def _receive(self, topic: str, payload: bytes) -> None:
+    def _receive(self, topic: str, payload: bytes, redelivery: bool = False) -> None:
         now = self._clock()
         parsed = parse_topic(topic)
         kind = parsed.kind if parsed and parsed.leaf == "cmd" and parsed.site == self.site else None
@@ -221,6 +221,11 @@ class EdgeMqtt:
             cmd = parse_command(payload, self.site, kind, now, self.max_lifetime, self.max_skew)
             self.replay.record(cmd)
         except CommandRefused as refusal:
+            if refusal.code == "replayed" and redelivery and refusal.original_ack:
+                # QoS 1 redelivery of a command already handled: repeat its ack, do not execute it again.
+                self.counts["redelivered"] += 1
+                self._client.publish(self.topics.ack, refusal.original_ack.encode(), qos=QOS_ACK)
+                return
             self.counts["refused_" + refusal.code] += 1
             log.warning("%s: refused command on %s: %s", self.site, topic, refusal)
             self._deliver_ack(self._refusal(refusal, now), None)
@@ -242,7 +247,13 @@ class EdgeMqtt:
     def _deliver_ack(self, ack: Ack, cmd: Command | None) -> None:
         # Acks go out from the network thread at once; the audit handler runs in the event loop.
         self.counts[ack.status] += 1
-        self._client.publish(self.topics.ack, ack.model_dump_json().encode(), qos=QOS_ACK)
+        text = ack.model_dump_json()
+        self._client.publish(self.topics.ack, text.encode(), qos=QOS_ACK)
+        if cmd is not None:
+            try:
+                self.replay.store_ack(cmd.id, text)
+            except Exception:  # only the answer to a later redelivery depends on it
+                log.exception("%s: could not store the ack of %s", self.site, cmd.id)
         if self._audit is None:
             return
         if self._loop is not None and not self._loop.is_closed():

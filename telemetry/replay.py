@@ -8,6 +8,11 @@ does not open a window in which a captured command can be replayed.
 A command is recorded before it is executed: if the daemon dies in between,
 the command is not executed twice (at most once), and the issuer sees no ack
 and can send a new command with a new id.
+
+The ack sent for a command is stored with its id, so a QoS 1 redelivery of
+the same message (DUP flag, after a broken connection) can be answered with
+the original ack instead of a confusing "replayed" refusal.  Either way the
+command is not executed again.
 """
 
 from __future__ import annotations
@@ -26,7 +31,8 @@ CREATE TABLE IF NOT EXISTS seen (
     id TEXT PRIMARY KEY,
     expires_at REAL NOT NULL,   -- [s] unix time; the row may go after this
     received_at REAL NOT NULL,  -- [s] unix time
-    issued_by TEXT NOT NULL
+    issued_by TEXT NOT NULL,
+    ack TEXT                    -- JSON of the ack sent, once there is one
 );
 CREATE INDEX IF NOT EXISTS seen_expiry ON seen (expires_at);
 """
@@ -57,10 +63,21 @@ class ReplayGuard:
                 self._db.execute("INSERT INTO seen (id, expires_at, received_at, issued_by) VALUES (?, ?, ?, ?)",
                                  (cmd.id, cmd.expires_at.timestamp(), now, cmd.issued_by))
             except sqlite3.IntegrityError:
-                first = self._db.execute("SELECT received_at FROM seen WHERE id = ?", (cmd.id,)).fetchone()
+                first = self._db.execute("SELECT received_at, ack FROM seen WHERE id = ?", (cmd.id,)).fetchone()
                 when = datetime.fromtimestamp(first[0], timezone.utc).isoformat() if first else "earlier"
-                raise CommandRefused("replayed", f"id {cmd.id!r} was already received at {when}",
-                                     cmd.id, cmd.kind) from None
+                refusal = CommandRefused("replayed", f"id {cmd.id!r} was already received at {when}",
+                                         cmd.id, cmd.kind)
+                refusal.original_ack = first[1] if first else None
+                raise refusal from None
+
+    def store_ack(self, command_id: str, ack_json: str) -> None:
+        """Keep the ack sent for ``command_id`` (not fsynced: losing it only costs a nicer redelivery answer)."""
+        with self._lock:
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            try:
+                self._db.execute("UPDATE seen SET ack = ? WHERE id = ?", (ack_json, command_id))
+            finally:
+                self._db.execute("PRAGMA synchronous=FULL")
 
     def seen(self, command_id: str) -> bool:
         """True if ``command_id`` is on record."""
