@@ -70,6 +70,8 @@ class OutageResult:
     unserved_wh: float
     shed_wh: float
     ok: bool
+    islanded_after_min: float | None = None
+    resynced_after_min: float | None = None
 
 
 @dataclass
@@ -238,8 +240,15 @@ def _outage(site: SiteConfig, tr: HallTrace, o: dict, hall: HallResult, deadline
             basis = f"H_vpp (switched only {lead:.1f} h before, reserve not reached)"
     owed = min(length, guaranteed)
     ok = served_h + tol_h >= owed or unserved <= UNSERVED_EPS_WH
-    return OutageResult(site.id, start, end, length, guaranteed, basis, tr.hours[i0], tr.soc[i0], served_h,
-                        unserved, shed, ok)
+    result = OutageResult(site.id, start, end, length, guaranteed, basis, tr.hours[i0], tr.soc[i0], served_h,
+                          unserved, shed, ok)
+    # How long the daemon took to see the outage and to trust the grid again (debounce at this speed).
+    seen = next((t for t, m in zip(tr.t[i0:], tr.mode[i0:]) if t >= start and m == "islanded"), None)
+    if seen is not None and seen <= end:
+        result.islanded_after_min = (seen - start).total_seconds() / 60
+        back = next((t for t, m in zip(tr.t[i0:], tr.mode[i0:]) if t >= end and m != "islanded"), None)
+        result.resynced_after_min = (back - end).total_seconds() / 60 if back else None
+    return result
 
 
 def hall_results(s: Scenario, fleet: FleetConfig, rec: Recorder, commands: list[CommandResult],
@@ -260,9 +269,10 @@ def hall_results(s: Scenario, fleet: FleetConfig, rec: Recorder, commands: list[
             h.energy_at_warning_wh, h.hours_at_warning = tr.stored_wh[i], tr.hours[i]
             for j in range(i, len(tr.t)):
                 hours = tr.hours[j]
-                if tr.requested[j] == "disaster_reserve" and hours is not None \
-                        and hours >= site.reserve.h_disaster - HOURS_EPS:
-                    h.time_to_reserve_h = max(0.0, _hours_between(first.sent_at, tr.t[j]))
+                if tr.fault[j] or hours is None or hours < site.reserve.h_disaster - HOURS_EPS:
+                    continue  # a dead battery's stored energy is no reserve
+                if j == i or tr.requested[j] == "disaster_reserve":
+                    h.time_to_reserve_h = 0.0 if j == i else max(0.0, _hours_between(first.sent_at, tr.t[j]))
                     break
         h.battery_failed = any(tr.fault)
         mine = sorted((o for o in outages if o["site"] == site.id), key=lambda o: o["start"])
