@@ -353,9 +353,12 @@ def evaluate(s: Scenario, fleet: FleetConfig, clock: DrillClock, rec: Recorder, 
     checks += _held_checks(rec, commands)
     checks += _fault_checks(rec, central_alarms)
     dead, stalled = liveness.get("dead_tasks", []), liveness.get("stalled_halls", [])
-    checks.append(Check("no_crash", "fleet", not dead and not stalled and liveness.get("central_ok", False),
+    stuck = liveness.get("stop_timeout", False)
+    checks.append(Check("no_crash", "fleet",
+                        not dead and not stalled and liveness.get("central_ok", False) and not stuck,
                         f"dead tasks: {dead or 'none'}; halls without recent cycles: {stalled or 'none'}; "
-                        f"central answering: {'yes' if liveness.get('central_ok') else 'NO'}"))
+                        f"central answering: {'yes' if liveness.get('central_ok') else 'NO'}"
+                        + ("; the runtime did not stop in time" if stuck else "")))
     observations = _observations(s, halls, actions, telemetry, errors)
     return DrillOutcome(s, fleet, clock.speed, wall_s, halls, commands, checks, observations, telemetry, liveness,
                         list(rec.marks), rec.traces, central_alarms)

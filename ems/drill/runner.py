@@ -31,6 +31,8 @@ from ems.runtime_central import CentralTiming
 
 log = logging.getLogger(__name__)
 
+STOP_TIMEOUT_S = 120.0  # [s wall] shutting the whole fleet down takes a few seconds
+
 
 class ErrorCounter(logging.Handler):
     """Counts log records with a traceback (something raised where it should not) during the drill."""
@@ -122,7 +124,11 @@ class DrillRun:
             central_alarms = await self._central_alarms()
             alive = await self._liveness()
             self.recorder.stop()
-            await rt.stop()
+            try:
+                await asyncio.wait_for(rt.stop(), STOP_TIMEOUT_S)
+            except asyncio.TimeoutError:
+                log.error("drill: the runtime did not stop within %.0f s", STOP_TIMEOUT_S)
+                alive["stop_timeout"] = True
             telemetry = rt.telemetry_count()
             for o in self.outages:
                 o["end"] = o["end"] or s.end
@@ -143,14 +149,10 @@ class DrillRun:
             await asyncio.sleep(min(0.02, max(0.001, remaining)))
 
     async def _play_events(self) -> None:
-        last_report = -1
         for index, event in self.scenario.sorted_events():
             at = self.scenario.time_of(event.at_h)
             await self._wait_sim(at)
-            hour = int(event.at_h)
-            if hour != last_report:
-                last_report = hour
-                self.progress(f"  t+{event.at_h:5.1f} h  {event.type}{': ' + event.note if event.note else ''}")
+            self.progress(f"  t+{event.at_h:5.1f} h  {event.type}{': ' + event.note if event.note else ''}")
             self._tasks.append(asyncio.create_task(self._safe(self._do, index, event), name=f"event-{index}"))
 
     async def _safe(self, fn, *args) -> None:
