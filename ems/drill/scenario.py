@@ -174,8 +174,7 @@ class Scenario(StrictModel):
         problems = [f"events[{i}].at_h: {e.at_h:g} h is after the end of the drill (duration_h {self.duration_h:g})"
                     for i, e in enumerate(self.events) if e.at_h > self.duration_h]
         down = False
-        for i, e in enumerate(sorted(enumerate(self.events), key=lambda p: p[1].at_h)):
-            idx, ev = e
+        for idx, ev in self.sorted_events():
             if ev.type == "broker_down":
                 if down:
                     problems.append(f"events[{idx}]: broker_down while the broker is already down")
