@@ -42,6 +42,12 @@ def add_drill_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="MQTT broker: Mosquitto if installed (auto), or the embedded one")
     p.add_argument("--state-dir", metavar="DIR", help="keep modes, outboxes and central data here "
                                                       "(default: a temporary folder)")
+    p.add_argument("--influx-url", metavar="URL", help="ship telemetry to this InfluxDB 1.x instead of the local "
+                                                       "history store (lost points are then not counted)")
+    p.add_argument("--influx-db", default="ems", metavar="NAME", help="InfluxDB database (default %(default)s)")
+    p.add_argument("--influx-user", metavar="USER", help="InfluxDB user; password from --influx-password-file "
+                                                        "or the environment variable EMS_INFLUX_PASSWORD")
+    p.add_argument("--influx-password-file", metavar="FILE", help="file whose first line is the InfluxDB password")
     p.set_defaults(func=run_drill_cli)
     return p
 
@@ -55,6 +61,7 @@ def run_drill_cli(args: argparse.Namespace) -> int:
 
     if args.speed is not None and not 0 < args.speed <= 20000:
         raise UsageError(f"--speed: must be > 0 and <= 20000 simulated seconds per wall second, got {args.speed:g}")
+    influx = _influx_target(args)
     fleet = load_fleet(args.config)
     scenario = load_scenario(args.scenario, fleet)
     report = Path(args.report)
@@ -62,7 +69,8 @@ def run_drill_cli(args: argparse.Namespace) -> int:
     restore = _log_to_file(report / "drill.log")
     try:
         outcome = asyncio.run(run_drill(scenario, fleet, report, speed=args.speed, seed=args.seed,
-                                        broker=args.broker, state_dir=Path(args.state_dir) if args.state_dir else None,
+                                        broker=args.broker, influx=influx,
+                                        state_dir=Path(args.state_dir) if args.state_dir else None,
                                         progress=lambda text: print(text, flush=True)))
     finally:
         restore()
@@ -72,6 +80,25 @@ def run_drill_cli(args: argparse.Namespace) -> int:
     verdict = "every promise kept" if not outcome.broken else f"{len(outcome.broken)} promise(s) broken"
     print(f"drill {scenario.name}: {verdict}; report in {report / 'summary.md'} (and summary.html)")
     return EXIT_BROKEN if outcome.broken else 0
+
+
+def _influx_target(args: argparse.Namespace):
+    """The InfluxDB to ship to (None: the local history store); UsageError for a bad URL or unreadable secret."""
+    from ems.runtime import InfluxTarget
+    from telemetry.mqtt_client import read_secret
+
+    if not args.influx_url:
+        return None
+    if not args.influx_url.startswith(("http://", "https://")):
+        raise UsageError(f"--influx-url: must start with http:// or https://, got {args.influx_url!r}")
+    password = None
+    if args.influx_user:
+        try:
+            password = (read_secret(file=args.influx_password_file) if args.influx_password_file
+                        else read_secret(env="EMS_INFLUX_PASSWORD"))
+        except ValueError as exc:
+            raise UsageError(f"--influx-user {args.influx_user}: {exc}") from None
+    return InfluxTarget(args.influx_url, args.influx_db, args.influx_user, password)
 
 
 def _log_to_file(path: Path):

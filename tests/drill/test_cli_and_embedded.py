@@ -94,3 +94,38 @@ async def test_runtime_on_the_embedded_broker_switches_a_hall_over_http(tmp_path
         await rt.stop()
         count = rt.telemetry_count()
         assert count.produced > 100 and count.lost == 0
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+async def test_runtime_ships_telemetry_to_influxdb(tmp_path, fleet):
+    from ems.runtime import InfluxTarget
+    from tests.servers import InfluxDB1Server
+
+    server = InfluxDB1Server(tmp_path / "influx")
+    await asyncio.to_thread(server.start)
+    try:
+        server.query("CREATE DATABASE ems", method="POST")
+        clock = AcceleratedClock(datetime(2025, 9, 15, 3, tzinfo=timezone.utc), 600)
+        rt = FleetRuntime(fleet, clock, RuntimeOptions(state_dir=tmp_path / "state", central=False, cycle_s=0.5,
+                                                       influx=InfluxTarget(server.url, "ems")))
+        async with rt:
+            assert rt.central_url is None and "InfluxDB" in rt.describe()
+            assert await rt.wait_until(lambda: sum(s.status.sent_points for s in rt.shippers.values()) > 200, 60)
+            await rt.stop()
+            assert rt.telemetry_count() is None  # counted in InfluxDB, not here
+            sent = sum(s.status.sent_points for s in rt.shippers.values())
+            assert all(len(ob) == 0 for ob in rt.outboxes.values())
+        result = server.query("SELECT COUNT(reserve_wh) FROM site", db="ems")
+        assert result["results"][0].get("series"), result
+    finally:
+        await asyncio.to_thread(server.stop)
+    assert sent > 200
+
+
+def test_influx_url_must_be_http(tmp_path):
+    good = tmp_path / "s.yaml"
+    good.write_text(BROKEN, encoding="utf-8")
+    r = ems_drill(str(good), "--config", str(FLEET_FILE), "--report", str(tmp_path / "r"),
+                  "--influx-url", "influx.example:8086", timeout=60)
+    assert r.returncode == 2 and "--influx-url: must start with http://" in r.stderr
