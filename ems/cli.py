@@ -120,8 +120,11 @@ def build_parser() -> argparse.ArgumentParser:
     from ems.central.cli import add_central_parser
     from ems.central.users_cli import add_users_parser
 
+    from ems.drill_cli import add_drill_parser
+
     add_users_parser(sub)
     add_central_parser(sub)
+    add_drill_parser(sub)
 
     p = sub.add_parser("bench", help="benchmarks that print figures",
                        description="Run a benchmark and print its figures.")
