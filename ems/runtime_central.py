@@ -164,6 +164,10 @@ class CentralServer:
             server.should_exit = True
         if thread is not None:
             thread.join(30)
+            if thread.is_alive():  # do not wait on its locks: leave its files to the process exit
+                log.error("central service thread did not stop within 30 s; its stores stay open")
+                self._server = self._thread = self.service = None
+                return
         self._server = self._thread = None
         service, self.service = self.service, None
         if service is not None:
