@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Callable
 
+from devices.aio import cancel_and_wait
 from devices.errors import DeviceError
 from devices.natures import Clock, Device, utc_now
 from devices.readings import Reading
@@ -108,13 +109,8 @@ class DevicePoller:
 
     async def stop(self) -> None:
         """Stop the polling task and wait for it."""
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     def age_s(self, now: datetime | None = None) -> float | None:
         """Age [s] of the latest reading at ``now`` (default: the clock), None without one."""

@@ -29,6 +29,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol
 
+from devices.aio import cancel_and_wait
 from devices.errors import DeviceError
 from devices.factory import build_devices, close_all
 from devices.modbus.connection import quiet_library_logs
@@ -219,10 +220,8 @@ class EdgeDaemon:
 
     async def stop(self) -> None:
         """Stop pollers and the heartbeat, close device connections."""
-        if self._heartbeat_task is not None:
-            self._heartbeat_task.cancel()
-            await asyncio.gather(self._heartbeat_task, return_exceptions=True)
-            self._heartbeat_task = None
+        await cancel_and_wait(self._heartbeat_task)
+        self._heartbeat_task = None
         await asyncio.gather(*(p.stop() for p in self.pollers.values()), return_exceptions=True)
         self.pollers.clear()
         if self._given_devices is None:

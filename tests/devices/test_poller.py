@@ -158,3 +158,29 @@ async def test_staleness_is_judged_by_the_consumer_from_reading_time():
     assert poller.age_s(T0 + timedelta(seconds=2)) == 2.0
     assert not poller.is_stale(T0 + timedelta(seconds=2.9))
     assert poller.is_stale(T0 + timedelta(seconds=3.1)) and poller.latest is not None
+
+
+async def test_stop_ends_a_loop_that_swallowed_its_cancellation():
+    """A task that ignores one cancel (as Python 3.11's wait_for can make it) is still stopped."""
+    import asyncio
+
+    from devices.aio import cancel_and_wait
+
+    swallowed = 0
+
+    async def stubborn():
+        nonlocal swallowed
+        while True:
+            try:
+                await asyncio.sleep(0.05)
+            except asyncio.CancelledError:
+                if swallowed == 0:
+                    swallowed += 1
+                    asyncio.current_task().uncancel()
+                    continue
+                raise
+
+    task = asyncio.create_task(stubborn())
+    await asyncio.sleep(0.01)
+    await asyncio.wait_for(cancel_and_wait(task, nudge_s=0.05), 5)
+    assert task.cancelled() and swallowed == 1
