@@ -83,7 +83,8 @@ def _promise_rows(o: DrillOutcome) -> list[list[str]]:
     for promise, checks in by.items():
         bad = [c for c in checks if not c.ok]
         rows.append([promise, f"{len(checks) - len(bad)}/{len(checks)}", "kept" if not bad else "BROKEN",
-                     "; ".join(f"{c.subject}: {c.detail}" for c in bad)[:600] or checks[0].detail[:200]])
+                     "; ".join(f"{c.subject}: {c.detail}" for c in bad)[:600]
+                     or f"e.g. {checks[0].subject}: {checks[0].detail}"[:200]])
     return rows
 
 
@@ -98,7 +99,7 @@ def build_blocks(o: DrillOutcome, images: dict[str, str]) -> list[Block]:
               f"halls, the edge daemons with the optimizer, MQTT, the central service and its HTTP API, telemetry "
               f"outboxes shipped to the history store."),
         ("h2", "Promises"),
-        ("table", ["promise", "kept", "result", "details (broken ones)"], _promise_rows(o)),
+        ("table", ["promise", "kept", "result", "details (every broken one, else an example)"], _promise_rows(o)),
         ("h2", "Halls"),
         ("p", "Energy and reserve hours are taken when the hall's first disaster switch was sent (JMA or staff). "
               "Reserve hours are what the hall reports (configured average critical load). 'Owed' is min(outage "
