@@ -113,30 +113,6 @@ def relocated_fleet(fleet: FleetConfig, free_ports: bool, cycle_s: float | None,
     return FleetConfig.model_validate(data)
 
 
-#: Names of the daemons' own tasks (heartbeat, device pollers).
-DAEMON_TASK_PREFIXES = ("hb-", "poll-")
-
-
-async def stop_resolutely(coro: Any, prefixes: tuple[str, ...], nudge_s: float = 0.5) -> Any:
-    """Await ``coro`` (a stop), cancelling again the tasks named ``prefixes*`` that are being cancelled.
-
-    Python 3.11's ``asyncio.wait_for`` can swallow a cancellation that arrives
-    just as its inner operation completes; a polling loop built on it then
-    keeps running although it was cancelled, and a stop that awaits it never
-    returns (seen about once in ten drills).  Cancelling such a task again
-    lands in its next ``sleep`` and ends it.
-    """
-    task = asyncio.ensure_future(coro)
-    while True:
-        done, _ = await asyncio.wait({task}, timeout=nudge_s)
-        if done:
-            return task.result()
-        for t in asyncio.all_tasks():
-            if t is not task and not t.done() and t.cancelling() and t.get_name().startswith(prefixes):
-                log.warning("runtime: task %s ignored its cancellation; cancelling it again", t.get_name())
-                t.cancel()
-
-
 class FleetRuntime:
     """The simulated fleet with its daemons, broker, telemetry and central service (see the module docstring).
 
@@ -289,7 +265,7 @@ class FleetRuntime:
         await asyncio.wait(cycles, timeout=5.0) if cycles else None
         for daemon in self.daemons.values():
             try:
-                await stop_resolutely(daemon.stop(), DAEMON_TASK_PREFIXES)  # pollers and heartbeat
+                await daemon.stop()  # pollers and heartbeat
             except Exception as exc:  # keep stopping the rest
                 log.warning("%s: daemon stop failed: %s", daemon.site.id, exc)
         if self.shippers:

@@ -168,31 +168,3 @@ def test_drill_clock_waits_for_release_then_runs_fast():
     with pytest.raises(ValueError):
         DrillClock(start, 0)
 
-
-async def test_stop_resolutely_ends_a_task_that_swallowed_its_cancellation():
-    import asyncio
-
-    from ems.runtime import stop_resolutely
-
-    async def stubborn():
-        swallowed = False
-        while True:
-            try:
-                await asyncio.sleep(0.02)
-            except asyncio.CancelledError:
-                if swallowed:
-                    raise
-                swallowed = True  # what Python 3.11's wait_for can do: the cancellation is lost
-
-    task = asyncio.create_task(stubborn(), name="hb-test")
-    await asyncio.sleep(0.05)
-
-    async def stop():
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-
-    # A plain await would never return; with the nudge it does.
-    done, _ = await asyncio.wait({asyncio.ensure_future(stop())}, timeout=0.3)
-    assert not done and not task.done() and task.cancelling()
-    await asyncio.wait_for(stop_resolutely(stop(), ("hb-",), nudge_s=0.05), 10)
-    assert task.cancelled()
