@@ -97,9 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rule-only", action="store_true", help="no optimizer: follow the rule-based plan")
     p.set_defaults(func=_cmd_run)
 
-    p = sub.add_parser("demo", help="the whole simulated fleet and its daemons with a live status table",
-                       description="Start the simulated fleet and one edge daemon per hall in one "
-                                   "process and show a live status table. Needs no external servers.")
+    p = sub.add_parser("demo", help="the whole system on an embedded default: fleet, daemons, dashboard",
+                       description="Start the simulated 14-hall fleet, one edge daemon per hall, an MQTT "
+                                   "broker, a local history store and the central service with its "
+                                   "dashboard, all on 127.0.0.1, and show a live status table. Needs no "
+                                   "external servers.")
     _add_config(p)
     p.add_argument("--speed", type=float, default=60.0, help="time acceleration (default 60)")
     p.add_argument("--duration", type=float, help="stop after this many seconds of wall time")
@@ -108,6 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="inject a grid outage at a site, minutes of simulated time (repeatable)")
     p.add_argument("--plain", action="store_true", help="print plain status lines instead of a live table")
     p.add_argument("--rule-only", action="store_true", help="no optimizer: every hall follows the rule-based plan")
+    p.add_argument("--port", type=int, default=8080, help="port of the dashboard on 127.0.0.1 (default 8080)")
+    p.add_argument("--embedded-broker", action="store_true",
+                   help="use the embedded Python MQTT broker even when Mosquitto is installed")
     p.set_defaults(func=_cmd_demo)
 
     try:

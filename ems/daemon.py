@@ -340,7 +340,12 @@ class EdgeDaemon:
         self._sync_alarms(snap, mode, clips, now)
 
         stored = snap.stored_wh(self.policy.capacity_wh)
-        hours = hours_of_power(stored, self.policy, critical, pv, self.slot_h) if stored is not None else None
+        if stored is None:
+            hours = None
+        elif snap.battery is not None and snap.battery.faulted:
+            hours = 0.0  # a faulted battery delivers nothing, whatever its SoC says
+        else:
+            hours = hours_of_power(stored, self.policy, critical, pv, self.slot_h)
         elapsed_ms = (time.perf_counter() - started) * 1000.0
         self._stats = replace(self._stats, last_cycle_ms=elapsed_ms, cycle_count=self._stats.cycle_count + 1)
         status = DaemonStatus(

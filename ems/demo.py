@@ -1,9 +1,11 @@
-"""``ems demo``: the simulated fleet and one edge daemon per hall in one process, with live status.
+"""``ems demo``: the whole system on an embedded default, with a live status table.
 
-Everything talks over real Modbus TCP on loopback, exactly as in a hall:
-the simulator serves each hall's registers on its configured port, each
-daemon polls them, decides and writes setpoints.  Time runs ``--speed``
-times faster than the wall clock so a day of PV and load passes in minutes.
+Everything talks the production protocols on loopback: the simulator serves
+each hall's registers over Modbus TCP, each daemon polls them, plans with the
+optimizer, guards and writes setpoints, publishes over MQTT and keeps its
+telemetry in the durable outbox; the central service serves the dashboard
+and commands the halls.  Time runs ``--speed`` times faster than the wall
+clock so a day of PV and load passes in minutes.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -19,7 +20,7 @@ from zoneinfo import ZoneInfo
 
 from ems.errors import UsageError
 from ems.config import FleetConfig, load_fleet
-from ems.daemon import DaemonStatus, EdgeDaemon, format_status_line, make_plan_source
+from ems.daemon import DaemonStatus, EdgeDaemon, format_status_line
 
 log = logging.getLogger(__name__)
 
@@ -81,39 +82,45 @@ def status_table(statuses: list[DaemonStatus], now: datetime, tz: ZoneInfo, spee
 
 
 async def run_demo(args: argparse.Namespace) -> int:
-    """Run the simulated fleet with its daemons until Ctrl-C or ``--duration`` [s]."""
+    """Run the whole embedded system until Ctrl-C or ``--duration`` [s] of wall time.
+
+    The simulated fleet, one daemon per hall (optimizer, guard, MQTT link,
+    telemetry outbox), an MQTT broker (Mosquitto when installed, else the
+    embedded amqtt), the local history store in place of InfluxDB, and the
+    central service with its dashboard: everything :class:`ems.runtime.FleetRuntime`
+    starts, on loopback.  The users of this run get one-time passwords.
+    """
     from devices.simulator.clock import AcceleratedClock
-    from devices.simulator.server import FleetSimulator
+    from ems.runtime import FleetRuntime, RuntimeOptions
 
     fleet = load_fleet(args.config)
     if args.speed <= 0:
         raise UsageError(f"--speed: must be > 0, got {args.speed}")
+    if not 0 < args.port < 65536:
+        raise UsageError(f"--port: must be 1..65535, got {args.port}")
     outages = [parse_outage(o, fleet) for o in (args.outage or [])]
     tz = ZoneInfo(fleet.fleet.timezone)
     # Start at 07:00 local time so the first minutes already show PV and load.
     local_now = datetime.now(tz)
     start = local_now.replace(hour=7, minute=0, second=0, microsecond=0).astimezone(timezone.utc)
     clock = AcceleratedClock(start=start, speed=args.speed)
-    state_dir = Path(args.state_dir) if args.state_dir else Path(tempfile.mkdtemp(prefix="ems-demo-"))
-    maps_dir = Path(args.config).resolve().parent / "devicemaps"
-
-    sim = FleetSimulator(fleet, clock, maps_dir=maps_dir)
-    await sim.start()
-    daemons = [EdgeDaemon(site, state_dir=state_dir, clock=clock, slot_minutes=fleet.fleet.slot_minutes,
-                          maps_dir=maps_dir,
-                          plan_source=make_plan_source(site, fleet.fleet.slot_minutes, args.rule_only))
-               for site in fleet.sites if site.simulator is not None]
-    for d in daemons:
-        await d.start()
+    options = RuntimeOptions(
+        state_dir=Path(args.state_dir) if args.state_dir else None,
+        central_port=args.port, user_prefix="demo", rule_only=args.rule_only,
+        broker="embedded" if args.embedded_broker else "auto",
+    )
+    runtime = FleetRuntime(fleet, clock, options, maps_dir=Path(args.config).resolve().parent / "devicemaps")
+    try:
+        await runtime.start()
+    except OSError as exc:
+        raise UsageError(f"cannot start the demo: {exc} (is --port {args.port} in use?)") from None
+    for o in outages:
+        runtime.inject_outage(o.site_id, start + timedelta(minutes=o.start_min), timedelta(minutes=o.length_min))
+    print(start_banner(runtime), flush=True)
     stop = asyncio.Event()
-    tasks = [asyncio.create_task(d.run(stop), name=f"daemon-{d.site.id}") for d in daemons]
-    tasks.append(asyncio.create_task(_inject_outages(sim, clock, start, outages, stop)))
-    print(f"demo: {len(daemons)} halls simulated on 127.0.0.1 ports "
-          f"{min(s.simulator.port for s in fleet.sites if s.simulator)}–"
-          f"{max(s.simulator.port for s in fleet.sites if s.simulator)}, speed {args.speed:g}x, "
-          f"state in {state_dir}; Ctrl-C stops", flush=True)
     if args.duration:
         asyncio.get_running_loop().call_later(args.duration, stop.set)
+    daemons = list(runtime.daemons.values())
     try:
         if args.plain:
             await _plain_output(daemons, stop)
@@ -122,28 +129,23 @@ async def run_demo(args: argparse.Namespace) -> int:
     except asyncio.CancelledError:
         pass
     finally:
-        stop.set()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        for d in daemons:
-            await d.stop()
-        await sim.stop()
+        await runtime.stop()
     return 0
 
 
-async def _inject_outages(sim, clock, start: datetime, outages: list[OutagePlan], stop: asyncio.Event) -> None:
-    """Switch each planned outage on and off at its simulated times."""
-    pending = sorted(
-        [(start + timedelta(minutes=o.start_min), o.site_id, False) for o in outages]
-        + [(start + timedelta(minutes=o.start_min + o.length_min), o.site_id, True) for o in outages]
-    )
-    while pending and not stop.is_set():
-        at, site_id, available = pending[0]
-        if clock.now() >= at:
-            pending.pop(0)
-            sim.hall(site_id).physics.set_grid(available)
-            log.info("demo: grid %s at %s", "restored" if available else "cut", site_id)
-            continue
-        await asyncio.sleep(0.1)
+def start_banner(runtime) -> str:
+    """What a newcomer needs: where the dashboard is, how to log in, what is embedded."""
+    lines = [f"demo: {runtime.describe()}"]
+    if runtime.central_url:
+        lines.append(f"  dashboard      {runtime.central_url}/   (OpenAPI docs at /api/docs)")
+        lines.append(f"  public page    {runtime.central_url}/public   (residents: shelters and hours of power)")
+        for role in ("admin", "municipal", "operator"):
+            user, password = runtime.credentials(role)
+            lines.append(f"  log in as      {user:16s} password {password}   ({role}; valid for this run only)")
+    lines.append("  embedded: a local history store stands in for InfluxDB; "
+                 f"MQTT: {runtime.broker.kind} broker on 127.0.0.1 with per-run passwords and the fleet ACL")
+    lines.append("  Ctrl-C stops")
+    return "\n".join(lines)
 
 
 async def _plain_output(daemons: list[EdgeDaemon], stop: asyncio.Event, every_s: float = 2.0) -> None:

@@ -87,6 +87,8 @@ class RuntimeOptions:
     telemetry_every: int = 1
     state_every: int = 1
     central_timing: CentralTiming = CentralTiming()
+    central_port: int | None = None  # None: a free loopback port
+    user_prefix: str = "drill"  # the run's central users are <prefix>-admin, -municipal, -operator
 
 
 def relocated_fleet(fleet: FleetConfig, free_ports: bool, cycle_s: float | None,
@@ -208,7 +210,8 @@ class FleetRuntime:
                 await self._start_hall(site)
         if self.options.central:
             self.central = CentralServer(self.fleet, self.state_dir / "central", self._mqtt("central"), self.clock,
-                                         free_port(), self.jma_dir, self.options.central_timing)
+                                         self.options.central_port or free_port(), self.jma_dir,
+                                         self.options.central_timing, user_prefix=self.options.user_prefix)
             await asyncio.to_thread(self.central.start)
             await asyncio.to_thread(self.central.wait_connected, 30.0)
         self._tasks.append(asyncio.create_task(self._timer_loop(), name="runtime-timers"))

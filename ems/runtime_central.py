@@ -31,7 +31,7 @@ from telemetry.mqtt_client import MqttSettings
 log = logging.getLogger(__name__)
 
 #: The run's users of the central service: (user name, role).  Passwords are random per run.
-RUN_USERS = (("drill-admin", "admin"), ("drill-municipal", "municipal"), ("drill-operator", "operator"))
+RUN_ROLES = ("admin", "municipal", "operator")
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ class CentralServer:
     """
 
     def __init__(self, fleet: FleetConfig, data_dir: Path, mqtt: MqttSettings, clock: Any, port: int,
-                 jma_dir: Path | None = None, timing: CentralTiming = CentralTiming()):
+                 jma_dir: Path | None = None, timing: CentralTiming = CentralTiming(), user_prefix: str = "drill"):
         self.fleet = fleet
         self.data_dir = Path(data_dir)
         self.mqtt = mqtt
@@ -61,6 +61,7 @@ class CentralServer:
         self.port = port
         self.jma_dir = jma_dir
         self.timing = timing
+        self.user_prefix = user_prefix
         self.url = f"http://127.0.0.1:{port}"
         self.passwords: dict[str, str] = {}
         self.roles: dict[str, str] = {}
@@ -71,7 +72,8 @@ class CentralServer:
 
     # -- users ---------------------------------------------------------------------------------
     def _ensure_users(self, users: Any) -> None:
-        for name, role in RUN_USERS:
+        for role in RUN_ROLES:
+            name = f"{self.user_prefix}-{role}"
             if name in self.passwords:
                 continue
             password = "run-" + secrets.token_urlsafe(18)

@@ -180,6 +180,7 @@ async def test_battery_fault_gives_safe_mode_with_an_alarm(rig):
     await wait_for(lambda: rig.mode() is Mode.SAFE, what="safe on a battery fault")
     codes = {a.code for a in rig.daemon.status.alarms}
     assert "device_fault" in codes and "safe_mode" in codes
+    await wait_for(lambda: rig.daemon.status.hours_left == 0.0, what="no hours of power from a faulted battery")
     rig.sim.physics.clear_battery_fault()
     await wait_for(lambda: rig.mode() is Mode.VPP, what="vpp after the fault cleared")
 
