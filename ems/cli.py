@@ -11,7 +11,6 @@ import argparse
 import asyncio
 import logging
 import sys
-from pathlib import Path
 from typing import Callable, Sequence
 
 from devices.configfile import ConfigError

@@ -122,27 +122,3 @@ def _log_to_file(path: Path):
             h.setLevel(level)
 
     return restore
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m ems.drill_cli SCENARIO --report DIR`` (until the lead wires it into ``ems``)."""
-    from devices.configfile import ConfigError
-
-    parser = argparse.ArgumentParser(prog="ems")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_drill_parser(sub)
-    args = parser.parse_args(["drill", *(sys.argv[1:] if argv is None else argv)])
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        return args.func(args)
-    except ConfigError as exc:
-        for line in exc.problems:
-            print(f"error: {line}", file=sys.stderr)
-        return 2
-    except UsageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -151,16 +151,3 @@ def run_plan(args: argparse.Namespace) -> int:
           f"reserve shortfall {plan.reserve_shortfall_wh:.0f} Wh, hours of power {plan.hours_of_power:.1f} h "
           f"-> {args.out}")
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry point: ``python -m ems.plan_cli --config ... --site ...``."""
-    parser = argparse.ArgumentParser(prog="ems")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_plan_parser(sub)
-    args = parser.parse_args(["plan", *(sys.argv[1:] if argv is None else argv)])
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

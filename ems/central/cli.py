@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import sys
 from datetime import timedelta
 from typing import Any
 
@@ -125,24 +124,3 @@ async def serve(service: CentralService, host: str, port: int) -> int:
     log.info("central service on http://%s:%d/ (API docs /api/docs, public page /public)", host, port)
     await server.serve()
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m ems.central.cli --config ...`` (until the lead wires it into ``ems``)."""
-    parser = argparse.ArgumentParser(prog="ems")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_central_parser(sub)
-    args = parser.parse_args(["central", *(sys.argv[1:] if argv is None else argv)])
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        return args.func(args)
-    except ConfigError as exc:
-        for line in exc.problems:
-            print(f"error: {line}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

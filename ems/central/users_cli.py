@@ -20,7 +20,6 @@ import os
 import sqlite3
 import sys
 from pathlib import Path
-from typing import Sequence
 
 from ems.errors import UsageError
 
@@ -227,19 +226,3 @@ def _list(users, sessions, as_json: bool) -> int:
         state = "disabled" if u.disabled else "enabled"
         print(f"{u.username:<20} {roles_text(u.roles):<28} {state:<9} {u.created_at:%Y-%m-%d} {u.display_name}")
     return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Stand-alone entry (``python -m ems.central.users_cli users …``) with the same exit statuses as ``ems``."""
-    parser = argparse.ArgumentParser(prog="ems")
-    add_users_parser(parser.add_subparsers(dest="command", metavar="COMMAND", required=True))
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except UsageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -83,7 +83,7 @@ def test_build_service_from_config_with_jma_folder(tmp_path):
 
 
 def _cli(*args, env=None, **kw):
-    return subprocess.run([sys.executable, "-m", "ems.central.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "ems.cli", "central", *args], capture_output=True, text=True,
                           cwd=ROOT, env={**os.environ, **(env or {})}, timeout=60, **kw)
 
 
@@ -98,7 +98,7 @@ def test_cli_bad_config_is_one_line_per_problem_and_exit_2(tmp_path):
 def test_cli_serves_the_dashboard_and_public_page(tmp_path):
     port = free_port()
     path = write(tmp_path, f"data_dir: data\nlisten: {{port: {port}}}\nmqtt: {{port: {free_port()}, username: null}}\n")
-    proc = subprocess.Popen([sys.executable, "-m", "ems.central.cli", "--config", str(path)], cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, "-m", "ems.cli", "central", "--config", str(path)], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         wait_for_port(port, timeout_s=30)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from ems.central import users_cli
+from ems.cli import main as ems_main
 from ems.central.audit import AuditLog
 from ems.central.sessions import SessionStore
 from ems.central.users import UserStore
@@ -30,14 +31,14 @@ def db(tmp_path):
 
 
 def run(*argv, capsys=None):
-    code = users_cli.main(["users", *argv])
+    code = ems_main(["users", *argv])
     out = capsys.readouterr() if capsys else None
     return code, out
 
 
 def add_admin(db, monkeypatch, name="root1"):
     monkeypatch.setenv("EMS_NEW_PASSWORD", PW)
-    assert users_cli.main(["users", "add", "--db", db, "--roles", "admin", name]) == 0
+    assert ems_main(["users", "add", "--db", db, "--roles", "admin", name]) == 0
     monkeypatch.delenv("EMS_NEW_PASSWORD")
 
 
@@ -179,13 +180,13 @@ def test_audit_records_cli_changes(db, tmp_path, monkeypatch, capsys):
 def test_db_from_environment(db, monkeypatch, capsys):
     monkeypatch.setenv("EMS_USERS_DB", db)
     monkeypatch.setenv("EMS_NEW_PASSWORD", PW)
-    code = users_cli.main(["users", "add", "--roles", "admin", "root1"])
+    code = ems_main(["users", "add", "--roles", "admin", "root1"])
     assert code == 0 and UserStore(db).get("root1") is not None
 
 
 def test_as_a_real_process(db):
     env = {k: v for k, v in os.environ.items() if k not in ("EMS_NEW_PASSWORD", "EMS_USERS_DB")}
-    cmd = [sys.executable, "-m", "ems.central.users_cli", "users"]
+    cmd = [sys.executable, "-m", "ems.cli", "users"]
     p = subprocess.run(cmd + ["add", "--db", db, "--roles", "admin", "--password-stdin", "root1"],
                        input=PW + "\n", capture_output=True, text=True, cwd=ROOT, env=env, timeout=60)
     assert p.returncode == 0, p.stderr

@@ -30,7 +30,7 @@ events:
 
 
 def ems_drill(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ems.drill_cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "ems.cli", "drill", *args], capture_output=True, text=True,
                           timeout=timeout, cwd=ROOT)
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ems.plan_cli import main
+from ems.cli import main as ems_main
 from optimizer.plan import PLAN_COLUMNS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,7 +37,7 @@ def run(tmp_path, *extra, inputs=None, soc="55", mode="vpp", site="hall-01"):
     inputs = inputs or write_inputs(tmp_path / "inputs.csv")
     argv = ["--config", str(CONFIG), "--site", site, "--inputs", str(inputs), "--soc", soc, "--mode", mode,
             "--out", str(tmp_path / "plan.csv"), *extra]
-    return main(argv)
+    return ems_main(["plan", *argv])
 
 
 def test_plan_and_summary_files(tmp_path, capsys):
@@ -102,7 +102,7 @@ def test_missing_inputs_and_bad_config(tmp_path, capsys):
     assert "file not found" in capsys.readouterr().err
     bad = tmp_path / "fleet.yaml"
     bad.write_text("fleet: {name: x}\nsites: []\n")
-    code = main(["--config", str(bad), "--site", "a", "--inputs", str(write_inputs(tmp_path / "i.csv")),
+    code = ems_main(["plan", "--config", str(bad), "--site", "a", "--inputs", str(write_inputs(tmp_path / "i.csv")),
                  "--soc", "50", "--mode", "vpp", "--out", str(tmp_path / "p.csv")])
     assert code == 2 and "sites" in capsys.readouterr().err
 
@@ -115,12 +115,12 @@ def test_event_time_only_in_disaster_mode(tmp_path, capsys):
 
 def test_runs_as_a_module(tmp_path):
     inputs = write_inputs(tmp_path / "inputs.csv", n=8)
-    proc = subprocess.run([sys.executable, "-m", "ems.plan_cli", "--config", str(CONFIG), "--site", "hall-02",
+    proc = subprocess.run([sys.executable, "-m", "ems.cli", "plan", "--config", str(CONFIG), "--site", "hall-02",
                            "--inputs", str(inputs), "--soc", "40", "--mode", "vpp", "--out", str(tmp_path / "o.csv")],
                           capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "o.csv").read_text().startswith(",".join(PLAN_COLUMNS))
-    proc = subprocess.run([sys.executable, "-m", "ems.plan_cli", "--config", str(CONFIG), "--site", "hall-02",
+    proc = subprocess.run([sys.executable, "-m", "ems.cli", "plan", "--config", str(CONFIG), "--site", "hall-02",
                            "--inputs", str(inputs), "--soc", "400", "--mode", "vpp", "--out", str(tmp_path / "o.csv")],
                           capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert proc.returncode == 2 and "--soc" in proc.stderr
