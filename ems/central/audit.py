@@ -16,13 +16,12 @@ import csv
 import hashlib
 import json
 import sqlite3
-import threading
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
-from ems.central.users import connect
+from ems.central.users import SqliteStore
 
 GENESIS_HASH = "0" * 64
 
@@ -132,20 +131,12 @@ def _spreadsheet_safe(value: str) -> str:
     return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
 
 
-class AuditLog:
+class AuditLog(SqliteStore):
     """The audit log in the SQLite file ``db_path`` (created if missing). Thread-safe, multi-process safe."""
 
     def __init__(self, db_path: str | Path) -> None:
         self.db_path = Path(db_path)
-        self._lock = threading.Lock()
-        self._conn = connect(self.db_path)
-        with self._lock:
-            self._conn.executescript(_SCHEMA)
-
-    def close(self) -> None:
-        """Close the database connection."""
-        with self._lock:
-            self._conn.close()
+        self._open(self.db_path, _SCHEMA)
 
     def append(self, actor: str, action: str, target: str, reason: str = "",
                details: dict[str, Any] | None = None, time: datetime | None = None) -> AuditRecord:

@@ -16,14 +16,13 @@ import hmac
 import re
 import secrets
 import sqlite3
-import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable
 
 from ems.central.roles import Role, parse_roles, roles_text
-from ems.central.users import User, connect
+from ems.central.users import SqliteStore, User
 
 #: Header the browser sends the CSRF token in (double submit: the page reads it from /api/session).
 CSRF_HEADER = "X-CSRF-Token"
@@ -123,7 +122,7 @@ def check_csrf(session: Session | None, header_value: str | None) -> bool:
     return hmac.compare_digest(session.csrf_token.encode("utf-8"), header_value.encode("utf-8"))
 
 
-class SessionStore:
+class SessionStore(SqliteStore):
     """Sessions and API tokens in the SQLite file ``db_path``; ttl_s / idle_s [s]. Thread-safe."""
 
     def __init__(self, db_path: str | Path, ttl_s: float = 8 * 3600, idle_s: float = 1800,
@@ -134,15 +133,7 @@ class SessionStore:
         self.ttl = timedelta(seconds=ttl_s)
         self.idle = timedelta(seconds=idle_s)
         self._clock = clock
-        self._lock = threading.Lock()
-        self._conn = connect(self.db_path)
-        with self._lock:
-            self._conn.executescript(_SCHEMA)
-
-    def close(self) -> None:
-        """Close the database connection."""
-        with self._lock:
-            self._conn.close()
+        self._open(self.db_path, _SCHEMA)
 
     def _now(self) -> datetime:
         return self._clock().astimezone(timezone.utc)

@@ -74,6 +74,23 @@ def connect(db_path: str | Path) -> sqlite3.Connection:
     return conn
 
 
+class SqliteStore:
+    """Base of the central SQLite stores: one connection shared by threads, serialised by a lock."""
+
+    def _open(self, db_path: str | Path, schema: str) -> None:
+        """Open (creating) ``db_path`` and apply ``schema`` (CREATE ... IF NOT EXISTS statements)."""
+        self.db_path = Path(db_path)
+        self._lock = threading.Lock()
+        self._conn = connect(self.db_path)
+        with self._lock:
+            self._conn.executescript(schema)
+
+    def close(self) -> None:
+        """Close the database connection."""
+        with self._lock:
+            self._conn.close()
+
+
 def check_username(username: str) -> str:
     """``username`` when it matches ``^[a-z0-9][a-z0-9._-]{2,31}$``, else UserError."""
     if not isinstance(username, str) or not USERNAME_RE.fullmatch(username):
@@ -81,21 +98,13 @@ def check_username(username: str) -> str:
     return username
 
 
-class UserStore:
+class UserStore(SqliteStore):
     """Users in the SQLite file ``db_path`` (created if missing). Thread-safe."""
 
     def __init__(self, db_path: str | Path, clock: Callable[[], datetime] = _utcnow) -> None:
         self.db_path = Path(db_path)
         self._clock = clock
-        self._lock = threading.Lock()
-        self._conn = connect(self.db_path)
-        with self._lock:
-            self._conn.executescript(_SCHEMA)
-
-    def close(self) -> None:
-        """Close the database connection."""
-        with self._lock:
-            self._conn.close()
+        self._open(self.db_path, _SCHEMA)
 
     # -- reading ---------------------------------------------------------
     @staticmethod
