@@ -308,6 +308,42 @@ class EdgeDaemon:
         times = [now + k * slot for k in range(n)]
         return [float(x) for x in configured_critical_w(times, self.site.loads.critical_w, slot)], [0.0]
 
+    #: How far ahead [h] the guard's reserve floor looks for a rising need (night lighting).
+    FLOOR_LOOKAHEAD_H = 2.0
+
+    def _lookahead_floor(self, mode: Mode, critical: list[float], pv: list[float]) -> float:
+        """Reserve floor [Wh]: the largest of the floors now and over the next FLOOR_LOOKAHEAD_H hours.
+
+        The energy needed for the next H hours grows into the evening, when
+        the shelter's lights come on.  A battery allowed down to today's
+        floor would start a night outage short of H hours (the earthquake
+        drill saw 3.7 h of 4 h), so it stops at the highest floor ahead.
+        """
+        steps = int(self.FLOOR_LOOKAHEAD_H / self.slot_h)
+        return max(reserve_floor_for(self.policy, mode, critical[k:] or critical[-1:], pv, self.slot_h)
+                   for k in range(steps + 1))
+
+    #: Time [h] in which a battery found below its reserve floor in vpp is brought back up to it.
+    RESTORE_WITHIN_H = 0.5
+
+    def _restore_reserve(self, snap: SiteSnapshot, mode: Mode, floor_wh: float, requested_w: float,
+                         reason: str) -> tuple[float, str]:
+        """In vpp, a battery below its reserve floor charges back up to it, whatever the plan asked.
+
+        The guard only forbids discharging below the floor; a floor that rose
+        (evening lighting, a longer H) or an overshoot would otherwise leave
+        the shelter short until the plan happened to charge.  The reserve is
+        a promise, so it is restored within RESTORE_WITHIN_H [h].
+        """
+        stored = snap.stored_wh(self.policy.capacity_wh)
+        if mode is not Mode.VPP or stored is None or stored >= floor_wh:
+            return requested_w, reason
+        deficit = floor_wh - stored
+        charge_w = min(self.policy.max_charge_w, deficit / self.policy.charge_efficiency / self.RESTORE_WITHIN_H)
+        if requested_w <= -charge_w:
+            return requested_w, reason
+        return -charge_w, f"restoring the reserve: {deficit:.0f} Wh below the floor ({reason})"
+
     async def run_cycle(self) -> DaemonStatus:
         """One control cycle; returns (and keeps) its status."""
         assert self.machine is not None, "start() first"
@@ -322,7 +358,7 @@ class EdgeDaemon:
 
         critical, pv = self._critical_forecast(now)
         floor_mode = mode if mode in (Mode.VPP, Mode.DISASTER_RESERVE, Mode.MANUAL) else state.requested.mode
-        floor_wh = reserve_floor_for(self.policy, floor_mode, critical, pv, self.slot_h)
+        floor_wh = self._lookahead_floor(floor_mode, critical, pv)
 
         plan = self.plan_source.setpoint_at(snap, mode) if self.plan_source is not None else None
         if plan is None:
@@ -330,6 +366,7 @@ class EdgeDaemon:
             requested_w, plan_reason = rule.setpoint_w, rule.reason
         else:
             requested_w, plan_reason = plan
+        requested_w, plan_reason = self._restore_reserve(snap, mode, floor_wh, requested_w, plan_reason)
 
         guard: GuardResult = allowed_range(
             snap, self.policy, mode, floor_wh, self._previous_setpoint_w, self.cycle_s * self.speed
