@@ -96,10 +96,17 @@ def relocated_fleet(fleet: FleetConfig, free_ports: bool, cycle_s: float | None,
     """A copy of ``fleet`` with each simulated hall (and its Modbus devices) on a free loopback port,
     and the control cycle / battery and meter poll periods [s] replaced when given."""
     data = fleet.model_dump(mode="python")
+    taken: set[int] = set()
     for site in data["sites"]:
         sim = site.get("simulator")
         if sim is not None and free_ports:
-            old, new = sim["port"], free_port()
+            # The OS may hand out a port it just gave us again (the probe socket is closed), so
+            # remember what this fleet already uses.
+            new = free_port()
+            while new in taken:
+                new = free_port()
+            taken.add(new)
+            old = sim["port"]
             sim["port"] = new
             for dev in site["devices"]:
                 t = dev["transport"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -168,3 +169,15 @@ def test_drill_clock_waits_for_release_then_runs_fast():
     with pytest.raises(ValueError):
         DrillClock(start, 0)
 
+
+
+def test_relocated_fleet_never_reuses_a_port_the_os_hands_out_twice(monkeypatch):
+    import ems.runtime as rt
+    from ems.config import load_fleet
+
+    ports = iter([40001, 40001, 40002, 40002, 40002] + list(range(40003, 40100)))
+    monkeypatch.setattr(rt, "free_port", lambda: next(ports))
+    fleet = load_fleet(Path(__file__).resolve().parents[2] / "config" / "fleet.yaml")
+    moved = rt.relocated_fleet(fleet, free_ports=True, cycle_s=None, poll_s=None)
+    sim_ports = [s.simulator.port for s in moved.sites]
+    assert len(set(sim_ports)) == len(sim_ports) == 14
