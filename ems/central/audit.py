@@ -159,20 +159,14 @@ class AuditLog(SqliteStore):
         elif time.tzinfo is None:
             raise ValueError("audit time: must be timezone-aware")
         time_text = _time_text(time)
-        with self._lock:
-            # IMMEDIATE takes the write lock before reading the head, so two
-            # processes appending at once cannot both chain to the same record.
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                row = self._conn.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
-                seq, prev = (row[0] + 1, row[1]) if row else (1, GENESIS_HASH)
-                digest = record_hash(seq, time_text, actor, action, target, reason, details, prev)
-                self._conn.execute(f"INSERT INTO audit ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                                   (seq, time_text, actor, action, target, reason, details_text, prev, digest))
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
+        # The write lock is taken before reading the head, so two processes
+        # appending at once cannot both chain to the same record.
+        with self._write_transaction() as db:
+            row = db.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+            seq, prev = (row[0] + 1, row[1]) if row else (1, GENESIS_HASH)
+            digest = record_hash(seq, time_text, actor, action, target, reason, details, prev)
+            db.execute(f"INSERT INTO audit ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                       (seq, time_text, actor, action, target, reason, details_text, prev, digest))
         return AuditRecord(seq=seq, time=datetime.fromisoformat(time_text), actor=actor, action=action,
                            target=target, reason=reason, details=details, prev_hash=prev, hash=digest)
 

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import re
 import sqlite3
+from contextlib import contextmanager
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 from ems.central.passwords import (
     PasswordPolicyError,
@@ -89,6 +90,19 @@ class SqliteStore:
         """Close the database connection."""
         with self._lock:
             self._conn.close()
+
+    @contextmanager
+    def _write_transaction(self) -> Iterator[sqlite3.Connection]:
+        """Hold the lock and SQLite's write lock (BEGIN IMMEDIATE: read-then-write is atomic even
+        across processes); commit on success, roll back on any exception."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
 
 
 def check_username(username: str) -> str:
@@ -201,19 +215,13 @@ class UserStore(SqliteStore):
     def set_roles(self, username: str, roles: Iterable[Role | str] | str) -> User:
         """Replace the roles; refuses to take admin from the last enabled admin."""
         role_set = _role_set(roles)
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                row = self._conn.execute("SELECT roles, disabled FROM users WHERE username = ?", (username,)).fetchone()
-                if row is None:
-                    raise UnknownUserError(f"no user {username!r}")
-                if Role.ADMIN not in role_set and Role.ADMIN in parse_roles(row[0]) and not row[1]:
-                    self._refuse_last_admin(username)
-                self._conn.execute("UPDATE users SET roles = ? WHERE username = ?", (roles_text(role_set), username))
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
+        with self._write_transaction() as db:
+            row = db.execute("SELECT roles, disabled FROM users WHERE username = ?", (username,)).fetchone()
+            if row is None:
+                raise UnknownUserError(f"no user {username!r}")
+            if Role.ADMIN not in role_set and Role.ADMIN in parse_roles(row[0]) and not row[1]:
+                self._refuse_last_admin(username)
+            db.execute("UPDATE users SET roles = ? WHERE username = ?", (roles_text(role_set), username))
         user = self.get(username)
         assert user is not None
         return user
@@ -230,19 +238,13 @@ class UserStore(SqliteStore):
         self._set_disabled(username, False)
 
     def _set_disabled(self, username: str, disabled: bool) -> None:
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                row = self._conn.execute("SELECT roles, disabled FROM users WHERE username = ?", (username,)).fetchone()
-                if row is None:
-                    raise UnknownUserError(f"no user {username!r}")
-                if disabled and not row[1] and Role.ADMIN in parse_roles(row[0]):
-                    self._refuse_last_admin(username)
-                self._conn.execute("UPDATE users SET disabled = ? WHERE username = ?", (int(disabled), username))
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
+        with self._write_transaction() as db:
+            row = db.execute("SELECT roles, disabled FROM users WHERE username = ?", (username,)).fetchone()
+            if row is None:
+                raise UnknownUserError(f"no user {username!r}")
+            if disabled and not row[1] and Role.ADMIN in parse_roles(row[0]):
+                self._refuse_last_admin(username)
+            db.execute("UPDATE users SET disabled = ? WHERE username = ?", (int(disabled), username))
 
     def _refuse_last_admin(self, username: str) -> None:
         """Raise UserError when ``username`` is the only enabled admin (called inside a transaction)."""
