@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from contextlib import contextmanager
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
