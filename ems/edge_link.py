@@ -23,16 +23,21 @@ Commands (validated, de-duplicated and expiry-checked by EdgeMqtt first):
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
+from ems.alarms import Severity
 from ems.daemon import DaemonStatus, EdgeDaemon
+from ems.guard import PowerRange
 from ems.modes import Mode, ModeChange, ModeRequest, ModeRequestError
 from telemetry.commands import Command, CommandRejected
 from telemetry.schema import (PlanSlot, alarm_point, guard_clip_point, mode_point, outbox_point, plan_points,
                               reading_point, setpoint_point, site_point)
 
 log = logging.getLogger(__name__)
+
+#: Alarm code raised while the outbox has dropped telemetry to stay within its disk limit.
+TELEMETRY_DROPPED = "telemetry_dropped"
 
 
 class EdgeLink:
@@ -90,23 +95,26 @@ class EdgeLink:
             points.append(setpoint_point(site, "battery", s.time, s.requested_w, s.setpoint_w, s.plan_reason[:200],
                                          self.area))
         for c in s.clips:
-            after = c.after if not isinstance(c.after, float) else None
-            if after is not None:
-                points.append(guard_clip_point(site, s.time, c.stage.value, s.requested_w, after.min_w, after.max_w,
-                                               s.setpoint_w, c.reason[:300], self.area))
+            if isinstance(c.after, PowerRange):  # range narrowings; the final clip of the request is the setpoint point
+                points.append(guard_clip_point(site, s.time, c.stage.value, s.requested_w, c.after.min_w,
+                                               c.after.max_w, s.setpoint_w, c.reason[:300], self.area))
         points += self._alarm_changes(s)
         points += self._new_plan()
-        if self.outbox is not None and self._cycle % 60 == 0:
-            st = self.outbox.stats()
-            points.append(outbox_point(site, s.time, st.points, st.bytes, st.oldest_age_s, st.dropped_points,
-                                       self.area))
+        publish = self.mqtt is not None and self._cycle % self.state_every == 0
+        st = self.outbox.stats() if self.outbox is not None and (publish or self._cycle % 60 == 0) else None
+        if st is not None:
+            # Dropped telemetry is an alarm at the site (shown from the next cycle on).
+            self.daemon.alarms.sync(TELEMETRY_DROPPED, st.drop_alarm, Severity.WARNING,
+                                    f"telemetry outbox full: {st.dropped_points} points dropped", s.time)
+            if self._cycle % 60 == 0:
+                points.append(outbox_point(site, s.time, st.points, st.bytes, st.oldest_age_s, st.dropped_points,
+                                           self.area))
         self._put(points)
-        if self.mqtt is not None and self._cycle % self.state_every == 0:
+        if publish:
             state = s.to_dict()
             state["area_code"] = self.area
             state["name"] = self.daemon.site.name
-            if self.outbox is not None:
-                st = self.outbox.stats()
+            if st is not None:
                 state["outbox"] = {"points": st.points, "bytes": st.bytes, "oldest_age_s": st.oldest_age_s,
                                    "dropped_points": st.dropped_points}
             self.mqtt.publish_state(state)
@@ -212,8 +220,6 @@ class EdgeLink:
             raise CommandRejected(str(exc)) from None
         outcome = self._request(req)
         if p.hold_s:
-            from datetime import timedelta
-
             self._hold_until = self.daemon.clock.now() + timedelta(seconds=p.hold_s)
             self._hold_previous = previous if previous.mode is not Mode.MANUAL else self._hold_previous
             outcome["hold_until"] = self._hold_until.isoformat()

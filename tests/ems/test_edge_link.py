@@ -124,3 +124,24 @@ async def test_dispatch_lease_and_manual_setpoint(linked):
     await wait_for(lambda: rig.mode() is Mode.MANUAL, what="manual")
     await wait_for(lambda: abs(rig.daemon.status.setpoint_w + 1500) < 1.0 or rig.daemon.status.clips,
                    what="the manual setpoint (or a clip saying why not)")
+
+
+async def test_a_full_outbox_drops_and_raises_an_alarm_at_the_site(tmp_path):
+    site = fast_site("hall-01")
+    rig = Rig(site, tmp_path / "state")
+    await rig.sim.start()
+    outbox = Outbox(tmp_path / "outbox.sqlite", max_bytes=4096)  # nothing ships it: it must fill and drop
+    try:
+        rig.daemon = EdgeDaemon(site, state_dir=rig.state_dir, clock=rig.clock)
+        EdgeLink(rig.daemon, outbox=outbox, state_every=1)
+        await rig.daemon.start()
+        rig.task = asyncio.create_task(rig.daemon.run(rig.stop_event))
+        await wait_for(lambda: outbox.stats().dropped_points > 0, what="points dropped at the disk limit")
+        await wait_for(lambda: any(a.code == "telemetry_dropped" for a in rig.daemon.status.alarms),
+                       what="the telemetry_dropped alarm")
+        # The drop policy keeps the file within its limit.
+        assert outbox.stats().bytes <= 4096
+    finally:
+        await rig.stop_daemon()
+        outbox.close()
+        await rig.sim.stop()
