@@ -37,8 +37,13 @@ ROLES = {
 }
 
 
-def random_password() -> str:
-    return "pw-" + secrets.token_urlsafe(16)
+def random_password(username: str = "") -> str:
+    """A random password that passes the policy for ``username`` (it may not contain the name:
+    a short name like 'ada' turns up in random text now and then)."""
+    while True:
+        password = "pw-" + secrets.token_urlsafe(16)
+        if not username or username not in password.lower():
+            return password
 
 
 @pytest.fixture(scope="session")
@@ -133,7 +138,7 @@ def make_env(tmp: Path, fleet, users: dict[str, list[str]] | None = None, link_f
     user_store = UserStore(tmp / "users.sqlite")
     passwords = {}
     for name, roles in (users if users is not None else ROLES).items():
-        passwords[name] = random_password()
+        passwords[name] = random_password(name)
         user_store.add(name, passwords[name], roles, display_name=name.title())
     security = Security(user_store, SessionStore(tmp / "users.sqlite"), AuditLog(tmp / "audit.sqlite"),
                         LoginLimiter(max_failures=3, lockout_s=60))
