@@ -11,9 +11,10 @@ per site (warm re-solves), builds the forecast from the site's configuration
 * when the plan has expired.
 
 In vpp the cycle carries out the slot with
-:func:`optimizer.execution.self_use_setpoint`: the battery absorbs PV surplus
-the forecast missed and covers unexpected load where the plan meant not to
-import, but never discharges to keep up a planned export.  The backtest uses
+:func:`optimizer.execution.self_use_setpoint`: the battery charges the PV
+surplus that would otherwise be exported beyond the plan and covers
+unexpected load where the plan meant not to import, but never charges more
+from the grid than planned nor discharges to keep up a planned export.  The backtest uses
 the same function, and the guard still clips whatever the physics or the
 reserve forbid.  In
 disaster_reserve the plan's battery power is used as it is.  Other modes
@@ -151,7 +152,8 @@ class OptimizerPlanSource:
         plan_w = float(plan.battery_w[i])
         if mode is Mode.VPP and snap.net_load_w is not None:
             planned_net = float(plan.grid_import_w[i] - plan.grid_export_w[i]) + plan_w
-            w = self_use_setpoint(plan_w, float(plan.grid_import_w[i]), planned_net, snap.net_load_w)
+            w = self_use_setpoint(plan_w, float(plan.grid_import_w[i]), float(plan.grid_export_w[i]), planned_net,
+                                  snap.net_load_w)
             return w, f"{tag}: battery {plan_w:.0f} W planned, {w - plan_w:+.0f} W for the forecast error"
         return plan_w, f"{tag}: battery {plan_w:.0f} W"
 

@@ -301,7 +301,7 @@ def run_backtest(days: int = 28, seed: int = 7, horizon: int = 48, hall: Hall = 
         if execution == "selfuse":
             # The daemon's own execution rule (optimizer/execution.py), then the guard's floor.
             actual_net = float(world.load_w[k] - world.pv_w[k])
-            wanted = self_use_setpoint(setpoint, float(plan.grid_import_w[0]),
+            wanted = self_use_setpoint(setpoint, float(plan.grid_import_w[0]), float(plan.grid_export_w[0]),
                                        float(fc.load_w[0] - fc.pv_w[0]), actual_net)
             setpoint = wanted if wanted <= setpoint else min(wanted, max(setpoint, _guard_max_w(e, floors[k], p, dt)))
         elif execution == "grid" or (execution == "surplus" and error < 0):

@@ -11,15 +11,22 @@ from __future__ import annotations
 NO_IMPORT_W = 1.0
 
 
-def self_use_setpoint(plan_w: float, planned_import_w: float, planned_net_w: float, actual_net_w: float) -> float:
+def self_use_setpoint(plan_w: float, planned_import_w: float, planned_export_w: float, planned_net_w: float,
+                      actual_net_w: float) -> float:
     """Battery setpoint [W] (+ discharge) for the plan's current slot, given the actual net load.
 
-    plan_w: the plan's battery power; planned_import_w: the plan's grid
-    import [W]; planned_net_w / actual_net_w: load − PV as forecast and as
-    measured [W].  error = actual − planned net load.
+    plan_w: the plan's battery power; planned_import_w / planned_export_w:
+    the plan's grid exchange [W, both ≥ 0]; planned_net_w / actual_net_w:
+    load − PV as forecast and as measured [W].  error = actual − planned net
+    load.  The grid exchange if the plan's battery power were kept is
+    ``actual_net_w − plan_w`` (+ import).
 
-    * error ≤ 0 (more PV or less load than forecast): the battery takes the
-      surplus on top of the plan (it would otherwise be exported cheaply).
+    * error ≤ 0 (more PV or less load than forecast): the battery charges
+      (or discharges less) by just the export beyond the planned export, the
+      energy that would otherwise be sold at the low spot price.  Where the
+      plan imports, the smaller import is already the saving: charging more
+      from the grid than the plan chose would only add losses and wear (the
+      backtest showed this costing ~2 % of the perfect-foresight savings).
     * error > 0 and the plan meant not to import: the battery covers the
       extra load, but only until the grid flow reaches zero: it never
       discharges to keep up a planned export (that would sell stored energy
@@ -31,7 +38,9 @@ def self_use_setpoint(plan_w: float, planned_import_w: float, planned_net_w: flo
     """
     error = actual_net_w - planned_net_w
     if error <= 0:
-        return plan_w + error
+        export_if_kept = max(0.0, plan_w - actual_net_w)
+        extra_export = export_if_kept - max(0.0, planned_export_w)
+        return plan_w - min(-error, extra_export) if extra_export > 0 else plan_w
     if planned_import_w < NO_IMPORT_W:
         return min(plan_w + error, max(plan_w, actual_net_w))
     return plan_w

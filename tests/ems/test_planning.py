@@ -33,14 +33,28 @@ def snap(t: datetime, soc: float = 50.0, battery_w: float = 0.0, grid_w: float =
 
 
 def test_self_use_takes_surplus_covers_load_but_never_discharges_to_export():
-    # More PV than forecast: the battery charges the surplus on top of the plan.
-    assert self_use_setpoint(0.0, 0.0, -1000.0, -3000.0) == -2000.0
+    # More PV than forecast: the battery charges the surplus beyond the planned 1 kW export.
+    assert self_use_setpoint(0.0, 0.0, 1000.0, -1000.0, -3000.0) == -2000.0
     # Less PV while the plan exported 10 kW: the battery must not discharge to keep exporting.
-    assert self_use_setpoint(0.0, 0.0, -10_000.0, -2_900.0) == 0.0
+    assert self_use_setpoint(0.0, 0.0, 10_000.0, -10_000.0, -2_900.0) == 0.0
     # Unexpected load with no planned import: cover it down to zero grid flow only.
-    assert self_use_setpoint(500.0, 0.0, 500.0, 1_700.0) == 1_700.0
+    assert self_use_setpoint(500.0, 0.0, 0.0, 500.0, 1_700.0) == 1_700.0
     # The plan imports anyway: keep the plan, the grid takes the error.
-    assert self_use_setpoint(0.0, 2_000.0, 2_000.0, 3_000.0) == 0.0
+    assert self_use_setpoint(0.0, 2_000.0, 0.0, 2_000.0, 3_000.0) == 0.0
+
+
+def test_self_use_charges_only_what_would_be_exported():
+    # The plan grid-charges 3 kW at night (import 3.5 kW); the load is 300 W lower:
+    # the import simply falls, the battery does not charge more from the grid.
+    assert self_use_setpoint(-3000.0, 3500.0, 0.0, 3500.0, 3200.0) == -3000.0
+    # The plan imports 500 W; PV is 2 kW above forecast: 500 W of the error only
+    # lowers the import, the 1.5 kW that would flow out is charged.
+    assert self_use_setpoint(0.0, 500.0, 0.0, 500.0, -1500.0) == -1500.0
+    # The plan discharges 2 kW to cover the load; the load is 1.2 kW lower: the battery
+    # discharges less rather than exporting stored energy.
+    assert self_use_setpoint(2000.0, 0.0, 0.0, 2000.0, 800.0) == 800.0
+    # ... but keeps a planned 1 kW export (the plan chose to sell at this price).
+    assert self_use_setpoint(3000.0, 0.0, 1000.0, 2000.0, 800.0) == 1800.0
 
 
 def test_replans_at_slot_boundaries_and_mode_changes_only(site):
