@@ -3,12 +3,14 @@
 Pure computation (seeded): the "actual" weather, load and spot prices are
 generated, then three strategies run over them at the slot length given:
 
-* **MPC**: every slot, plan the next ``horizon`` slots from forecasts (PV:
-  clear sky × a noisy forecast of the day's weather; load: same-weekday
-  profile learnt from the last four weeks, falling back to the configured
-  profile; prices: the JEPX day-ahead prices once published at about
-  11:00 JST for the next day, yesterday's prices beyond), execute the first
-  slot's battery power on the actual data, repeat (warm re-solves).
+* **MPC**: every slot, plan the next ``horizon`` slots from forecasts made
+  by the daemon's own :class:`~optimizer.forecaster.HallForecaster` (PV:
+  clear sky × a noisy forecast of the day's weather, corrected by today's
+  measurements; load: the most skilful profile learnt from the last four
+  weeks, likewise corrected; prices: the JEPX day-ahead prices once
+  published at about 11:00 JST for the next day, yesterday's prices
+  beyond), carry out the first slot with the daemon's execution rule on the
+  actual data, feed the slot's measurements back, repeat (warm re-solves).
 * **perfect foresight**: one LP over the whole period on the actual data.
 * **rule**: self-consumption with the same reserve (:mod:`optimizer.rule`).
 
@@ -29,8 +31,8 @@ import numpy as np
 
 from optimizer.execution import self_use_setpoint
 from optimizer.data import prepare_run
-from optimizer.forecast import (JST, clear_sky_pv_w, configured_critical_w, configured_load_w, correct_recent_error,
-                                forecast_load_w, learn_profile)
+from optimizer.forecast import JST, HallProfile, clear_sky_pv_w, configured_critical_w, configured_load_w
+from optimizer.forecaster import HallForecaster
 from optimizer.highs_direct import DirectSiteLP
 from optimizer.inputs import SiteForecast
 from optimizer.modes import reserve_floor_series
@@ -57,6 +59,11 @@ class Hall:
     base_w: float = 540.0
     peak_w: float = 3600.0
     critical_w: float = 900.0
+
+    def profile(self) -> HallProfile:
+        """What the forecaster knows of the hall (the configured profiles, not the simulated noise)."""
+        return HallProfile(lat=self.lat, lon=self.lon, pv_capacity_w=self.pv_w, base_w=self.base_w,
+                           peak_w=self.peak_w, critical_w=self.critical_w)
 
 
 @dataclass
@@ -98,8 +105,9 @@ class ErrorModel:
     weather_sd: error of the day's weather-factor forecast; pv_sd / pv_rho
     and load_sd / load_rho: multiplicative AR(1) noise of PV and load per
     slot (stationary standard deviation, lag-one correlation).  The MPC's
-    forecaster knows the correlations and corrects its first hours by the
-    last slot's error (``forecast.correct_recent_error``).
+    forecaster (:class:`optimizer.forecaster.HallForecaster`, the daemon's)
+    is not told these: it fits its nowcast statistics from the errors it
+    has seen.
     """
 
     weather_sd: float = 0.10
@@ -266,33 +274,17 @@ def run_backtest(days: int = 28, seed: int = 7, horizon: int = 48, hall: Hall = 
     # MPC on forecasts.
     tick = time.perf_counter()
     planner = SitePlanner(p, settings)
+    forecaster = HallForecaster(hall.profile(), timedelta(minutes=30))
     cols = np.zeros((4, n))
     e = e0
-    profile = None
     for k in range(n):
-        if k % per_day == 0:
-            lo = max(0, k - 28 * per_day)
-            profile = learn_profile(world.times[lo:k], world.load_w[lo:k]) if k else None
         win = slice(k, k + horizon)
         times = world.times[win]
-        fallback = configured_load_w(times, hall.base_w, hall.peak_w)
         buy, sell = _price_forecast(world, k, horizon, per_day)
         if perfect_forecasts:
             fc = actual.window(k, horizon)
         else:
-            load_fc = forecast_load_w(times, fallback, profile)
-            weather_fc = world.weather_forecast[win]
-            if k:
-                # Nowcast: the slot just finished tells how far off the forecasts are right now.
-                load_fc = correct_recent_error(load_fc, world.load_w[k - 1] - last_load_fc, errors.load_rho)
-                if world.clear_pv_w[k - 1] > 1.0:
-                    seen = world.pv_w[k - 1] / world.clear_pv_w[k - 1]
-                    weather_fc = np.minimum(1.0, correct_recent_error(
-                        weather_fc, seen - world.weather_forecast[k - 1], errors.pv_rho))
-            last_load_fc = float(load_fc[0])
-            fc = SiteForecast.from_columns(
-                times, price_buy=buy, price_sell=sell, load_w=load_fc,
-                pv_w=world.clear_pv_w[win] * weather_fc, critical_load_w=world.critical_w[win])
+            fc = forecaster.forecast(times, buy, sell, weather_factor=world.weather_forecast[win])
         plan = planner.plan(fc, min(100.0, max(0.0, e / p.capacity_wh * 100)), "vpp")
         result.mpc_solve_ms.append(plan.solve_ms)
         result.mpc_fallbacks += plan.fallback
@@ -311,6 +303,7 @@ def run_backtest(days: int = 28, seed: int = 7, horizon: int = 48, hall: Hall = 
                 e, floors[k], p, dt)))
         b, imp, exp, e = _settle(e, setpoint, world.load_w[k], world.pv_w[k], p, dt)
         cols[:, k] = (b, imp, exp, e)
+        forecaster.observe(world.times[k], float(world.load_w[k]), float(world.pv_w[k]))
         if progress and k % per_day == per_day - 1:
             progress(k // per_day + 1, days)
     result.strategies["mpc"] = _totals("mpc", world, n, cols[1], cols[2], cols[0], cols[3], floors, e0, settings,

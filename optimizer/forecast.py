@@ -6,8 +6,9 @@ weather factor [0..1].  The same models as ``devices/simulator/solar.py``
 (written separately so the optimizer stays free of device code; the two
 should be folded into one pure module later).
 
-Load: a same-weekday, same-time-of-day mean learnt from history, falling
-back slot by slot to the configured profile where history has no sample.
+Load: a same-weekday (or workday/weekend), same-time-of-day mean learnt
+from history, falling back slot by slot to the configured profile where
+history has no sample (:mod:`optimizer.forecaster` picks the grouping).
 Local time is JST (Japan has no daylight saving time).
 """
 
@@ -168,22 +169,42 @@ class WeeklyProfile:
         return self.mean_w[wd, idx]
 
 
-def learn_profile(times: Sequence[datetime], power_w: Sequence[float], slot_minutes: int = 30) -> WeeklyProfile:
-    """Same-weekday, same-slot mean of ``power_w`` [W] sampled at ``times`` (NaN samples ignored)."""
+#: How days are pooled when learning a profile: each weekday alone, or workdays vs weekends.
+DAY_GROUPS = {"weekday": (0, 1, 2, 3, 4, 5, 6), "daytype": (0, 0, 0, 0, 0, 1, 1)}
+
+
+def learn_profile(times: Sequence[datetime], power_w: Sequence[float], slot_minutes: int = 30,
+                  days: str = "weekday") -> WeeklyProfile:
+    """Mean of ``power_w`` [W] per slot of the day and day group, sampled at ``times`` (NaN samples ignored).
+
+    days: "weekday" (same weekday only) or "daytype" (Mon–Fri pooled, Sat–Sun
+    pooled: five times the samples, for halls whose weekdays look alike).
+    """
     if len(times) != len(power_w):
         raise ValueError("times and power_w differ in length")
     if slot_minutes <= 0 or (24 * 60) % slot_minutes:
         raise ValueError("slot_minutes must divide a day")
+    if days not in DAY_GROUPS:
+        raise ValueError(f"unknown day grouping {days!r} ({', '.join(DAY_GROUPS)})")
+    if len(times):
+        hours, wd = _local(times)
+        idx = (np.floor(hours * 60 + 1e-9) // slot_minutes).astype(int) % (24 * 60 // slot_minutes)
+    else:
+        wd = idx = np.zeros(0, dtype=int)
+    return profile_from_samples(wd, idx, np.asarray(power_w, dtype=float), slot_minutes, days)
+
+
+def profile_from_samples(weekday: np.ndarray, slot_of_day: np.ndarray, power_w: np.ndarray, slot_minutes: int,
+                         days: str = "weekday") -> WeeklyProfile:
+    """:func:`learn_profile` on samples already placed: local weekday (0 = Mon), slot of the local day, power [W]."""
+    group = np.array(DAY_GROUPS[days])
     per_day = 24 * 60 // slot_minutes
     total = np.zeros((7, per_day))
     count = np.zeros((7, per_day))
-    if len(times):
-        hours, wd = _local(times)
-        idx = (np.floor(hours * 60 + 1e-9) // slot_minutes).astype(int) % per_day
-        vals = np.asarray(power_w, dtype=float)
-        ok = np.isfinite(vals)
-        np.add.at(total, (wd[ok], idx[ok]), vals[ok])
-        np.add.at(count, (wd[ok], idx[ok]), 1)
+    ok = np.isfinite(power_w)
+    np.add.at(total, (group[weekday[ok]], slot_of_day[ok]), power_w[ok])
+    np.add.at(count, (group[weekday[ok]], slot_of_day[ok]), 1)
+    total, count = total[group], count[group]  # each weekday row shows its group's sums
     with np.errstate(invalid="ignore"):
         mean = np.where(count > 0, total / np.maximum(count, 1), np.nan)
     return WeeklyProfile(slot_minutes, mean)
