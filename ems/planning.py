@@ -30,11 +30,13 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from devices.readings import Nature
 from ems.config import SiteConfig
 from ems.modes import Mode
 from ems.snapshot import SiteSnapshot
 from optimizer.execution import self_use_setpoint
-from optimizer.forecast import HallProfile, hall_forecast
+from optimizer.forecast import HallProfile
+from optimizer.forecaster import HallForecaster
 from optimizer.plan import Plan, PlanExpired
 from optimizer.planner import SitePlanner
 from optimizer.prices import synthetic_spot_prices
@@ -86,8 +88,58 @@ def slot_start(t: datetime, slot: timedelta) -> datetime:
     return epoch + ((t - epoch) // slot) * slot
 
 
+class SlotMeans:
+    """Mean hall load and PV [W] over each market slot, from the snapshots the daemon sees.
+
+    load = net load + PV (net load = meter + battery).  A slot counts only if
+    its fresh samples span at least ``min_cover`` of it (a slot half lost to
+    a restart or a meter outage would teach a wrong mean).
+    """
+
+    def __init__(self, slot: timedelta, has_pv: bool, min_cover: float = 0.5, max_age_s: float = 60.0):
+        self.slot, self.has_pv, self.min_cover, self.max_age_s = slot, has_pv, min_cover, max_age_s
+        self._start: datetime | None = None
+        self._first = self._last = None
+        self._sum = np.zeros(2)
+        self._n = 0
+
+    def add(self, snap: SiteSnapshot) -> tuple[datetime, float, float | None] | None:
+        """Take one snapshot; return (slot start, mean load [W], mean PV [W] or None) when a slot has finished."""
+        start = slot_start(snap.time, self.slot)
+        done = None
+        if self._start is not None and start != self._start:
+            covered = (self._last - self._first).total_seconds() if self._n else 0.0
+            if self._n and covered >= self.min_cover * self.slot.total_seconds() - 60.0:
+                mean = self._sum / self._n
+                done = (self._start, float(mean[0]), float(mean[1]) if self.has_pv else None)
+            self._first, self._n, self._sum = None, 0, np.zeros(2)
+        self._start = start
+        sample = self._sample(snap)
+        if sample is not None:
+            self._sum += sample
+            self._n += 1
+            self._first = self._first or snap.time
+            self._last = snap.time
+        return done
+
+    def _sample(self, snap: SiteSnapshot) -> np.ndarray | None:
+        net = snap.net_load_w
+        readings = [snap.meter, snap.battery] + ([snap.pv] if self.has_pv else [])
+        if net is None or any(r is None or (snap.age_s(r) or 0.0) > self.max_age_s for r in readings):
+            return None
+        pv = max(0.0, snap.pv.power_w) if self.has_pv else 0.0
+        load = net + pv
+        if not (np.isfinite(load) and load >= 0):
+            return None  # implausible combination (e.g. readings taken at different moments): skip
+        return np.array([load, pv])
+
+
 class OptimizerPlanSource:
     """PlanSource for :class:`ems.daemon.EdgeDaemon` backed by the Pyomo/HiGHS planner.
+
+    Forecasts come from a :class:`~optimizer.forecaster.HallForecaster` fed
+    with each finished slot's measured load and PV (:class:`SlotMeans`): it
+    learns the hall's profile and corrects the day's weather as it goes.
 
     horizon_slots: slots planned ahead (48 = one day of 30-minute slots);
     deviation_w [W] and deviation_s [s]: a measured net load further than
@@ -104,6 +156,8 @@ class OptimizerPlanSource:
         self.prices = prices or synthetic_prices(site.simulator.seed if site.simulator else 0)
         self.planner = SitePlanner(site.safety_policy(), settings, site.id)
         self.profile = hall_profile(site)
+        self.forecaster = HallForecaster(self.profile, self.slot)
+        self._slot_means = SlotMeans(self.slot, has_pv=any(d.nature is Nature.PV for d in site.devices))
         cloud = site.simulator.cloud_factor if site.simulator else 0.2
         self.weather_factor = weather_factor if weather_factor is not None else 1.0 - cloud
         self.deviation_w = deviation_w if deviation_w is not None else 0.5 * site.inverter.rated_w
@@ -137,6 +191,7 @@ class OptimizerPlanSource:
         if mode not in PLANNED_MODES or snap.battery is None:
             return None
         now = snap.time
+        self._learn(snap)
         self._drop_lapsed(now)
         why = self._replan_reason(snap, mode)
         if why:
@@ -158,6 +213,21 @@ class OptimizerPlanSource:
         return plan_w, f"{tag}: battery {plan_w:.0f} W"
 
     # -- internals ---------------------------------------------------------------------
+    def _learn(self, snap: SiteSnapshot) -> None:
+        """Average the measured load and PV over each slot and teach the forecaster each finished one.
+
+        Only grid-connected planned modes get here, so shed (islanded) load
+        never enters the profile.
+        """
+        finished = self._slot_means.add(snap)
+        if finished is None:
+            return
+        start, load_w, pv_w = finished
+        try:
+            self.forecaster.observe(start, load_w, pv_w)
+        except ValueError as exc:  # an implausible mean must not stop planning; the guard sees the readings
+            log.warning("%s: forecaster refused slot %s: %s", self.site.id, start.isoformat(), exc)
+
     def _drop_lapsed(self, now: datetime) -> None:
         """Dispatch leases lapse back to the local plan at their end."""
         live = tuple(c for c in self._commitments if c.end > now)
@@ -200,7 +270,7 @@ class OptimizerPlanSource:
         start = slot_start(snap.time, self.slot)
         times = [start + k * self.slot for k in range(self.horizon_slots)]
         buy, sell = self.prices.prices(times)
-        forecast = hall_forecast(self.profile, times, buy, sell, weather_factor=self.weather_factor)
+        forecast = self.forecaster.forecast(times, buy, sell, weather_factor=self.weather_factor)
         soc = min(100.0, max(0.0, snap.battery.soc_pct))
         commitments = self._commitments if mode is Mode.VPP else ()
         self.plan = self.planner.plan(forecast, soc, mode.value, now=snap.time, commitments=commitments)

@@ -7,12 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from devices.readings import BatteryReading, MeterReading
+import numpy as np
+
+from devices.readings import BatteryReading, MeterReading, PVReading
 from ems.config import load_fleet
 from ems.modes import Mode
-from ems.planning import OptimizerPlanSource, slot_start
+from ems.planning import OptimizerPlanSource, SlotMeans, slot_start
 from ems.snapshot import SiteSnapshot
 from optimizer.execution import self_use_setpoint
+from optimizer.forecast import configured_load_w
 from optimizer.settings import Commitment
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -107,3 +110,53 @@ def test_expired_plan_is_replaced(site):
     later = src.plan.expires_at + timedelta(seconds=1)
     assert src.setpoint_at(snap(later), Mode.VPP) is not None
     assert src.plans_made == 2 and src.plan.is_valid_at(later)
+
+
+def metered(t: datetime, load_w: float, pv_w: float, battery_w: float = 0.0, age_s: float = 0.0) -> SiteSnapshot:
+    """A snapshot of a hall drawing ``load_w`` with ``pv_w`` of PV: meter = load − PV − battery."""
+    seen = t - timedelta(seconds=age_s)
+    return SiteSnapshot(
+        time=t, site_id="hall-02",
+        battery=BatteryReading("battery", seen, soc_pct=60.0, power_w=battery_w),
+        meter=MeterReading("meter", seen, power_w=load_w - pv_w - battery_w),
+        pv=PVReading("pv", seen, power_w=pv_w),
+    )
+
+
+def test_slot_means_average_load_and_pv_and_skip_thin_or_stale_slots():
+    means = SlotMeans(timedelta(minutes=30), has_pv=True)
+    start = datetime(2026, 11, 22, 0, 0, tzinfo=timezone.utc)
+    out = [means.add(metered(start + timedelta(minutes=m), 1000 + 10 * m, 400, battery_w=300)) for m in range(0, 30, 5)]
+    assert out == [None] * 6
+    done = means.add(metered(start + timedelta(minutes=31), 0, 0))
+    assert done == (start, pytest.approx(1125.0), pytest.approx(400.0)), "load = meter + battery + PV"
+    # The next slot: only its last 5 minutes were seen (a restart): not a slot to learn from.
+    assert means.add(metered(start + timedelta(minutes=85), 900, 0)) is None
+    assert means.add(metered(start + timedelta(minutes=95), 900, 0)) is None
+    # Stale readings are not samples.
+    for m in range(95, 125, 5):
+        means.add(metered(start + timedelta(minutes=m), 5000, 0, age_s=600))
+    assert means.add(metered(start + timedelta(minutes=126), 900, 0)) is None
+
+
+def test_the_daemons_forecaster_learns_the_hall_it_measures(site):
+    """A hall drawing 1.6× its configured profile: after three days the plans forecast that, not the configuration."""
+    src = OptimizerPlanSource(site)
+    start = datetime(2026, 11, 16, 15, 0, tzinfo=timezone.utc)  # Monday 00:00 JST
+    for m in range(0, 3 * 24 * 60, 10):
+        t = start + timedelta(minutes=m)
+        load = 1.6 * float(configured_load_w([slot_start(t, src.slot)], site.loads.base_w, site.loads.peak_w)[0])
+        src.setpoint_at(metered(t, load, 0.0), Mode.VPP)
+    assert src.forecaster.load_model != "configured", src.forecaster.skill_w
+    times = [slot_start(t, src.slot) + k * src.slot for k in range(48)]
+    configured = configured_load_w(times, site.loads.base_w, site.loads.peak_w)
+    learnt = src.forecaster.forecast(times, np.zeros(48), np.zeros(48)).load_w
+    assert np.mean(learnt) == pytest.approx(1.6 * np.mean(configured), rel=0.05)
+
+
+def test_islanded_load_is_not_learnt(site):
+    src = OptimizerPlanSource(site)
+    start = datetime(2026, 11, 16, 15, 0, tzinfo=timezone.utc)
+    for m in range(0, 2 * 24 * 60, 10):
+        src.setpoint_at(metered(start + timedelta(minutes=m), 200.0, 0.0), Mode.ISLANDED)
+    assert src.forecaster.load_model == "configured" and not src.forecaster._slots
