@@ -481,7 +481,7 @@ async def run_daemon_cli(args: Any) -> int:
     state_dir = Path(args.state_dir) if args.state_dir else state_dir_for(args.config, fleet)
     daemon = EdgeDaemon(site, state_dir=state_dir, clock=WallClock(), slot_minutes=fleet.fleet.slot_minutes,
                         maps_dir=Path(args.config).resolve().parent / "devicemaps",
-                        plan_source=make_plan_source(site, fleet.fleet.slot_minutes, args.rule_only))
+                        plan_source=make_plan_source(site, fleet.fleet.slot_minutes, args.rule_only, state_dir))
     stop = asyncio.Event()
     await daemon.start()
     printer = asyncio.create_task(_print_status(daemon, stop))
@@ -497,13 +497,17 @@ async def run_daemon_cli(args: Any) -> int:
     return 0
 
 
-def make_plan_source(site: SiteConfig, slot_minutes: int, rule_only: bool = False) -> PlanSource | None:
-    """The optimizer's MPC plan for ``site``, or None (the rule alone) when ``rule_only``."""
+def make_plan_source(site: SiteConfig, slot_minutes: int, rule_only: bool = False,
+                     state_dir: str | Path | None = None) -> PlanSource | None:
+    """The optimizer's MPC plan for ``site``, or None (the rule alone) when ``rule_only``.
+
+    state_dir: where the forecaster keeps what it learnt across restarts (None: memory only).
+    """
     if rule_only:
         return None
     from ems.planning import OptimizerPlanSource  # Pyomo is heavy: only load it when planning
 
-    return OptimizerPlanSource(site, slot_minutes=slot_minutes)
+    return OptimizerPlanSource(site, slot_minutes=slot_minutes, state_dir=state_dir)
 
 
 def format_status_line(s: DaemonStatus) -> str:

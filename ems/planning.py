@@ -26,12 +26,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
 from devices.readings import Nature
 from ems.config import SiteConfig
+from ems.history_store import history_path, load_history, save_history
 from ems.modes import Mode
 from ems.snapshot import SiteSnapshot
 from optimizer.execution import self_use_setpoint
@@ -149,7 +151,7 @@ class OptimizerPlanSource:
     def __init__(self, site: SiteConfig, *, slot_minutes: int = 30, horizon_slots: int = 48,
                  prices: PriceSource | None = None, settings: PlanSettings = PlanSettings(),
                  weather_factor: float | None = None, deviation_w: float | None = None,
-                 deviation_s: float = 300.0):
+                 deviation_s: float = 300.0, state_dir: str | Path | None = None):
         self.site = site
         self.slot = timedelta(minutes=slot_minutes)
         self.horizon_slots = horizon_slots
@@ -157,6 +159,8 @@ class OptimizerPlanSource:
         self.planner = SitePlanner(site.safety_policy(), settings, site.id)
         self.profile = hall_profile(site)
         self.forecaster = HallForecaster(self.profile, self.slot)
+        self.history_file = history_path(state_dir, site.id) if state_dir is not None else None
+        self._restore_history()
         self._slot_means = SlotMeans(self.slot, has_pv=any(d.nature is Nature.PV for d in site.devices))
         cloud = site.simulator.cloud_factor if site.simulator else 0.2
         self.weather_factor = weather_factor if weather_factor is not None else 1.0 - cloud
@@ -227,6 +231,23 @@ class OptimizerPlanSource:
             self.forecaster.observe(start, load_w, pv_w)
         except ValueError as exc:  # an implausible mean must not stop planning; the guard sees the readings
             log.warning("%s: forecaster refused slot %s: %s", self.site.id, start.isoformat(), exc)
+            return
+        if self.history_file is not None:
+            try:
+                save_history(self.history_file, self.forecaster.history())
+            except OSError as exc:  # a full or read-only disk must not stop control
+                log.warning("%s: cannot save the forecaster history to %s: %s", self.site.id, self.history_file, exc)
+
+    def _restore_history(self) -> None:
+        if self.history_file is None:
+            return
+        rows, problems = load_history(self.history_file)
+        for problem in problems[:10]:
+            log.warning("%s: forecaster history: %s (line skipped)", self.site.id, problem)
+        if rows:
+            taken = self.forecaster.restore(rows)
+            log.info("%s: forecaster restored %d of %d slots from %s", self.site.id, taken, len(rows),
+                     self.history_file)
 
     def _drop_lapsed(self, now: datetime) -> None:
         """Dispatch leases lapse back to the local plan at their end."""

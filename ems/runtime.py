@@ -242,7 +242,8 @@ class FleetRuntime:
         hall_dir = self.state_dir / "halls" / site.id
         daemon = EdgeDaemon(site, state_dir=hall_dir, clock=self.clock, slot_minutes=self.fleet.fleet.slot_minutes,
                             maps_dir=self.maps_dir,
-                            plan_source=make_plan_source(site, self.fleet.fleet.slot_minutes, self.options.rule_only))
+                            plan_source=make_plan_source(site, self.fleet.fleet.slot_minutes, self.options.rule_only,
+                                                         hall_dir))
         outbox = CountingOutbox(hall_dir / "outbox.sqlite")
         speed = self.speed
         edge = EdgeMqtt(site.id, self._mqtt(gateway_username(site.id)), hall_dir, clock=self.clock.now,

@@ -73,6 +73,7 @@ class _Slot:
     load_w: float
     pv_w: float
     critical_w: float
+    weather: float = math.nan  # the weather factor forecast for the slot
     load_error: float = math.nan  # actual / profile − 1
     pv_error: float = math.nan  # actual / clear sky − weather factor forecast
 
@@ -135,6 +136,7 @@ class HallForecaster:
             return
         self._advance_to(start)
         exp = self._expected.get(start) or self._expect(start)
+        rec.weather = exp.weather
         base = exp.profile_w.get(self.load_model, math.nan)
         if math.isfinite(rec.load_w) and base >= MIN_BASE_W:
             rec.load_error = rec.load_w / base - 1.0
@@ -264,6 +266,31 @@ class HallForecaster:
         crit = forecast_load_w(times, crit_conf, self._critical)
         return SiteForecast.from_columns(times, price_buy=price_buy, price_sell=price_sell, load_w=load, pv_w=pv,
                                          critical_load_w=crit)
+
+    # -- history, to survive a restart ------------------------------------------------
+    def history(self) -> list[tuple[datetime, float, float, float, float]]:
+        """The measured slots kept for learning, oldest first: (start, load, PV, critical [W], weather forecast).
+
+        NaN marks a value not measured (or no weather forecast made).
+        """
+        return [(t, r.load_w, r.pv_w, r.critical_w, r.weather)
+                for t, r in sorted(self._slots.items(), key=lambda item: item[0])]
+
+    def restore(self, rows: Sequence[tuple[datetime, float, float, float, float]]) -> int:
+        """Replay saved :meth:`history` rows (before any live slot) so profiles, skill and nowcast come back.
+
+        Returns the rows taken; rows that fail :meth:`observe`'s checks are skipped.
+        """
+        taken = 0
+        for t, load, pv, crit, weather in sorted(rows, key=lambda r: r[0]):
+            if math.isfinite(weather):
+                self._fill_expected([t], np.array([weather]))
+            try:
+                self.observe(t, *(None if not math.isfinite(v) else v for v in (load, pv, crit)))
+            except ValueError:
+                continue
+            taken += 1
+        return taken
 
     @property
     def skill_w(self) -> dict[str, float]:

@@ -11,6 +11,7 @@ import numpy as np
 
 from devices.readings import BatteryReading, MeterReading, PVReading
 from ems.config import load_fleet
+from ems.history_store import history_path, load_history
 from ems.modes import Mode
 from ems.planning import OptimizerPlanSource, SlotMeans, slot_start
 from ems.snapshot import SiteSnapshot
@@ -142,16 +143,52 @@ def test_slot_means_average_load_and_pv_and_skip_thin_or_stale_slots():
 def test_the_daemons_forecaster_learns_the_hall_it_measures(site):
     """A hall drawing 1.6× its configured profile: after three days the plans forecast that, not the configuration."""
     src = OptimizerPlanSource(site)
-    start = datetime(2026, 11, 16, 15, 0, tzinfo=timezone.utc)  # Monday 00:00 JST
-    for m in range(0, 3 * 24 * 60, 10):
-        t = start + timedelta(minutes=m)
-        load = 1.6 * float(configured_load_w([slot_start(t, src.slot)], site.loads.base_w, site.loads.peak_w)[0])
-        src.setpoint_at(metered(t, load, 0.0), Mode.VPP)
+    t = _run_hall(src, site, days=3, factor=1.6)
     assert src.forecaster.load_model != "configured", src.forecaster.skill_w
     times = [slot_start(t, src.slot) + k * src.slot for k in range(48)]
     configured = configured_load_w(times, site.loads.base_w, site.loads.peak_w)
     learnt = src.forecaster.forecast(times, np.zeros(48), np.zeros(48)).load_w
     assert np.mean(learnt) == pytest.approx(1.6 * np.mean(configured), rel=0.05)
+
+
+def _run_hall(src: OptimizerPlanSource, site, days: int, factor: float,
+              start: datetime = datetime(2026, 11, 16, 15, 0, tzinfo=timezone.utc)) -> datetime:
+    """Snapshots every 10 min of a hall drawing ``factor`` × its configured profile; returns the last time."""
+    for m in range(0, days * 24 * 60, 10):
+        t = start + timedelta(minutes=m)
+        load = factor * float(configured_load_w([slot_start(t, src.slot)], site.loads.base_w, site.loads.peak_w)[0])
+        src.setpoint_at(metered(t, load, 0.0), Mode.VPP)
+    return t
+
+
+def test_what_was_learnt_survives_a_restart(site, tmp_path):
+    first = OptimizerPlanSource(site, state_dir=tmp_path)
+    t = _run_hall(first, site, days=3, factor=1.6)
+    again = OptimizerPlanSource(site, state_dir=tmp_path)
+    assert again.forecaster.load_model == first.forecaster.load_model != "configured"
+    times = [slot_start(t, first.slot) + k * first.slot for k in range(48)]
+    np.testing.assert_allclose(again.forecaster.forecast(times, np.zeros(48), np.zeros(48)).load_w,
+                               first.forecaster.forecast(times, np.zeros(48), np.zeros(48)).load_w, rtol=0.01)
+
+
+def test_a_damaged_history_file_keeps_its_good_lines_and_names_the_bad(site, tmp_path, caplog):
+    path = history_path(tmp_path, site.id)
+    path.write_text("start,load_w,pv_w,critical_w,weather\n"
+                    "2026-11-16T15:00:00+00:00,1200.0,0.0,,0.8\n"
+                    "2026-11-16T15:30:00,1200.0,0.0,,0.8\n"
+                    "2026-11-16T16:00:00+00:00,-5,0.0,,0.8\n"
+                    "2026-11-16T16:30:00+00:00,abc,0.0,,0.8\n"
+                    "2026-11-16T17:00:00+00:00,1100.0\n"
+                    "2026-11-16T17:30:00+00:00,1150.0,0.0,,0.8\n")
+    rows, problems = load_history(path)
+    assert [r[1] for r in rows] == [1200.0, 1150.0]
+    assert [p.removeprefix(f"{path}:").split(":")[0] for p in problems] == ["3", "4", "5", "6"]
+    assert "no UTC offset" in problems[0] and "load_w '-5'" in problems[1] and "not a number" in problems[2]
+    with caplog.at_level("WARNING"):
+        src = OptimizerPlanSource(site, state_dir=tmp_path)
+    assert len(src.forecaster.history()) == 2 and "line skipped" in caplog.text
+    path.write_text("when,what\n1,2\n")
+    assert load_history(path)[0] == [] and "header" in load_history(path)[1][0]
 
 
 def test_islanded_load_is_not_learnt(site):

@@ -1,0 +1,94 @@
+"""The forecaster's measured slots on disk (``<state_dir>/history-<site>.csv``), so a restart keeps what was learnt.
+
+A cache, not a record: the telemetry database holds the real history.  So
+a bad line is skipped with a warning naming the file and line (the good
+lines are kept), an unreadable file means starting to learn afresh, and a
+write is atomic (temp file + rename) but not fsynced: losing the last slot
+to a power cut costs nothing worth an fsync per slot on a gateway's flash.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import math
+import os
+import tempfile
+from datetime import datetime
+from pathlib import Path
+from typing import Sequence
+
+log = logging.getLogger(__name__)
+
+COLUMNS = ("start", "load_w", "pv_w", "critical_w", "weather")
+Row = tuple[datetime, float, float, float, float]
+
+
+def history_path(state_dir: str | Path, site_id: str) -> Path:
+    """Where ``site_id``'s forecaster history lives."""
+    return Path(state_dir) / f"history-{site_id}.csv"
+
+
+def save_history(path: Path, rows: Sequence[Row]) -> None:
+    """Write ``rows`` atomically (NaN as an empty cell)."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(COLUMNS)
+    for t, *values in rows:
+        w.writerow([t.isoformat()] + ["" if not math.isfinite(v) else f"{v:.1f}" if i < 3 else f"{v:.4f}"
+                                      for i, v in enumerate(values)])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(buf.getvalue())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def load_history(path: Path) -> tuple[list[Row], list[str]]:
+    """(rows read, problems found), each problem naming the file and line; no file gives ([], [])."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return [], []
+    except (OSError, UnicodeDecodeError) as exc:
+        return [], [f"{path}: cannot read: {exc}"]
+    rows: list[Row] = []
+    problems: list[str] = []
+    reader = csv.reader(io.StringIO(text))
+    header = next(reader, None)
+    if header is None:
+        return [], []
+    if tuple(header) != COLUMNS:
+        return [], [f"{path}:1: header {header!r} is not {','.join(COLUMNS)}"]
+    for line, cells in enumerate(reader, start=2):
+        try:
+            rows.append(_row(cells))
+        except ValueError as exc:
+            problems.append(f"{path}:{line}: {exc}")
+    return rows, problems
+
+
+def _row(cells: list[str]) -> Row:
+    if len(cells) != len(COLUMNS):
+        raise ValueError(f"{len(cells)} cells, expected {len(COLUMNS)}")
+    t = datetime.fromisoformat(cells[0])
+    if t.tzinfo is None:
+        raise ValueError(f"start {cells[0]!r} has no UTC offset")
+    values = []
+    for name, cell in zip(COLUMNS[1:], cells[1:]):
+        try:
+            v = float(cell) if cell.strip() else math.nan
+        except ValueError:
+            raise ValueError(f"{name} {cell!r} is not a number") from None
+        if math.isinf(v) or v < 0:
+            raise ValueError(f"{name} {cell!r} must be a finite value >= 0")
+        values.append(v)
+    return (t, *values)  # type: ignore[return-value]
