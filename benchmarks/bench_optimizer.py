@@ -1,6 +1,7 @@
 """Optimizer benchmark: prints figures against the goals of issue 3 (no asserts).
 
     python benchmarks/bench_optimizer.py [--days N] [--sites 14,100,1000] [--skip-backtest]
+                                         [--seeds 11,23,42] [--plot backtest.png]
 
 1. One site, 48 and 96 slots: Pyomo cold build+solve and warm re-solve, and
    the same LP built directly in highspy, with the ratios.
@@ -126,8 +127,8 @@ def bench_fleet(sizes: list[int]) -> None:
               f"{len(alloc.excluded)} sites not in vpp; (making {size} plans: {plans_s:5.1f} s)")
 
 
-def bench_backtest(days: int, seed: int, errors: ErrorModel = ErrorModel()) -> None:
-    """Run the backtest and print the economic figures."""
+def bench_backtest(days: int, seed: int, errors: ErrorModel = ErrorModel(), plot: Path | None = None) -> float:
+    """Run the backtest, print the economic figures (and plot them); return MPC's % of perfect foresight."""
     tick = time.perf_counter()
     live = sys.stdout.isatty()
     res = run_backtest(days=days, seed=seed, errors=errors,
@@ -147,6 +148,18 @@ def bench_backtest(days: int, seed: int, errors: ErrorModel = ErrorModel()) -> N
               f"= {res.pct_of_perfect(r.name):5.1f} % of perfect; reserve violations {r.reserve_violations}")
     better = 100 * (mpc.savings_jpy - rule.savings_jpy) / rule.savings_jpy if rule.savings_jpy > 0 else float("nan")
     print(f"  MPC vs rule: savings {better:+.1f} %, cost {100 * (mpc.adjusted_cost_jpy / rule.adjusted_cost_jpy - 1):+.1f} %")
+    f = res.forecaster
+    if f:
+        now = ", ".join(f"{k} bias sd {v.bias_sd:.3f} fading sd {v.fading_sd:.3f} rho {v.rho:.2f}"
+                        for k, v in f["nowcast"].items())
+        skill = ", ".join(f"{k} {v:.0f} W" for k, v in f["skill_w"].items())
+        print(f"  forecaster: load profile '{f['load_model']}' (daily MAE {skill}); fitted nowcast: {now}; "
+              f"next-slot MAE load {f['next_slot_mae_w']['load']:.0f} W, PV {f['next_slot_mae_w']['pv']:.0f} W")
+    if plot is not None:
+        from optimizer.backtest_plot import plot_backtest
+
+        print(f"  plot: {plot_backtest(res, plot)}")
+    return res.pct_of_perfect("mpc")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -154,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="bench_optimizer", description="optimizer benchmark (prints figures)")
     ap.add_argument("--days", type=int, default=365, help="backtest days (default 365, about a minute)")
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--seeds", default="", help="backtest: more seeds (comma separated) after --seed, for the spread")
+    ap.add_argument("--plot", type=Path, default=None, help="backtest: write a PNG of cumulative savings here")
     ap.add_argument("--sites", default="14,100,1000", help="fleet sizes, comma separated")
     ap.add_argument("--skip-backtest", action="store_true")
     ap.add_argument("--skip-fleet", action="store_true")
@@ -175,7 +190,13 @@ def main(argv: list[str] | None = None) -> int:
         print("3. economic backtest (hall-01-like site, synthetic JEPX-like prices, buy = spot + 12 JPY/kWh;")
         print(f"   forecast errors: day weather sd {errors.weather_sd}, PV sd {errors.pv_sd} (rho {errors.pv_rho}), "
               f"load sd {errors.load_sd} (rho {errors.load_rho}))")
-        bench_backtest(args.days, args.seed, errors)
+        pct = [bench_backtest(args.days, args.seed, errors, args.plot)]
+        for seed in (int(x) for x in args.seeds.split(",") if x.strip()):
+            print(f"  -- seed {seed}")
+            pct.append(bench_backtest(args.days, seed, errors))
+        if len(pct) > 1:
+            print(f"  MPC % of perfect over {len(pct)} seeds: min {min(pct):.1f}, mean {statistics.mean(pct):.1f}, "
+                  f"max {max(pct):.1f}")
     return 0
 
 

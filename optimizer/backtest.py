@@ -78,6 +78,7 @@ class StrategyResult:
     throughput_kwh: float
     reserve_violations: int
     savings_jpy: float = 0.0
+    daily_cost_jpy: np.ndarray = field(default_factory=lambda: np.zeros(0))  # energy + wear per day
 
 
 @dataclass
@@ -91,6 +92,9 @@ class BacktestResult:
     wall_s: dict[str, float] = field(default_factory=dict)
     mpc_solve_ms: list[float] = field(default_factory=list)
     mpc_fallbacks: int = 0
+    no_battery_daily_jpy: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    #: The MPC forecaster at the end: load model, nowcast statistics, next-slot MAE of load and PV [W].
+    forecaster: dict = field(default_factory=dict)
 
     def pct_of_perfect(self, name: str) -> float:
         """Savings of ``name`` as % of perfect-foresight savings."""
@@ -204,14 +208,22 @@ def _guard_max_w(e_wh: float, floor_wh: float, policy: SafetyPolicy, dt: float) 
     return -(floor_wh - e_wh) / (policy.charge_efficiency * dt)
 
 
+def _daily(per_slot: np.ndarray, per_day: int) -> np.ndarray:
+    return per_slot.reshape(-1, per_day).sum(axis=1)
+
+
 def _totals(name, world, n, imp, exp, batt, energy, floors, e0, settings, value_jpy_per_kwh, dt):
-    energy_cost = float(np.sum((world.price_buy[:n] * imp - world.price_sell[:n] * exp) * dt / 1000))
-    throughput = float(np.sum(np.abs(batt)) * dt / 1000)
-    wear = throughput * settings.degradation_jpy_per_kwh
+    slot_energy = (world.price_buy[:n] * imp - world.price_sell[:n] * exp) * dt / 1000
+    slot_wear = np.abs(batt) * dt / 1000 * settings.degradation_jpy_per_kwh
+    energy_cost = float(np.sum(slot_energy))
+    wear = float(np.sum(slot_wear))
+    throughput = wear / settings.degradation_jpy_per_kwh if settings.degradation_jpy_per_kwh else float(
+        np.sum(np.abs(batt)) * dt / 1000)
     change = float(energy[-1] - e0)
     violations = int(np.sum(energy < floors[:n] - 1.0))
     return StrategyResult(name, energy_cost, wear, change,
-                          energy_cost + wear - value_jpy_per_kwh * change / 1000, throughput, violations)
+                          energy_cost + wear - value_jpy_per_kwh * change / 1000, throughput, violations,
+                          daily_cost_jpy=_daily(slot_energy + slot_wear, int(round(24 / dt))))
 
 
 def run_backtest(days: int = 28, seed: int = 7, horizon: int = 48, hall: Hall = Hall(),
@@ -230,7 +242,7 @@ def run_backtest(days: int = 28, seed: int = 7, horizon: int = 48, hall: Hall = 
     the finite horizon).
     """
     if execution not in ("battery", "grid", "surplus", "selfuse"):
-        raise ValueError("execution must be 'battery' or 'grid'")
+        raise ValueError("execution must be 'battery', 'grid', 'surplus' or 'selfuse'")
     world = make_world(hall, days, seed, errors=errors)
     p = hall.policy
     per_day = 48
@@ -244,8 +256,9 @@ def run_backtest(days: int = 28, seed: int = 7, horizon: int = 48, hall: Hall = 
     net = world.load_w[:n] - world.pv_w[:n]
     nb_imp = np.minimum(np.maximum(net, 0), p.grid_import_limit_w)
     nb_exp = np.minimum(np.maximum(-net, 0), p.grid_export_limit_w)
-    no_battery = float(np.sum((world.price_buy[:n] * nb_imp - world.price_sell[:n] * nb_exp) * dt / 1000))
-    result = BacktestResult(days, n, no_battery, {})
+    nb_slot = (world.price_buy[:n] * nb_imp - world.price_sell[:n] * nb_exp) * dt / 1000
+    no_battery = float(np.sum(nb_slot))
+    result = BacktestResult(days, n, no_battery, {}, no_battery_daily_jpy=_daily(nb_slot, per_day))
 
     # Perfect foresight: one LP over the period, the same terminal value as the comparison.
     tick = time.perf_counter()
@@ -277,6 +290,7 @@ def run_backtest(days: int = 28, seed: int = 7, horizon: int = 48, hall: Hall = 
     forecaster = HallForecaster(hall.profile(), timedelta(minutes=30))
     cols = np.zeros((4, n))
     e = e0
+    next_slot_error = np.zeros((2, n))  # |load|, |PV| error of the first forecast slot [W]
     for k in range(n):
         win = slice(k, k + horizon)
         times = world.times[win]
@@ -285,6 +299,7 @@ def run_backtest(days: int = 28, seed: int = 7, horizon: int = 48, hall: Hall = 
             fc = actual.window(k, horizon)
         else:
             fc = forecaster.forecast(times, buy, sell, weather_factor=world.weather_forecast[win])
+        next_slot_error[:, k] = (abs(fc.load_w[0] - world.load_w[k]), abs(fc.pv_w[0] - world.pv_w[k]))
         plan = planner.plan(fc, min(100.0, max(0.0, e / p.capacity_wh * 100)), "vpp")
         result.mpc_solve_ms.append(plan.solve_ms)
         result.mpc_fallbacks += plan.fallback
@@ -309,6 +324,9 @@ def run_backtest(days: int = 28, seed: int = 7, horizon: int = 48, hall: Hall = 
     result.strategies["mpc"] = _totals("mpc", world, n, cols[1], cols[2], cols[0], cols[3], floors, e0, settings,
                                        value, dt)
     result.wall_s["mpc"] = time.perf_counter() - tick
+    result.forecaster = {"load_model": forecaster.load_model, "skill_w": forecaster.skill_w,
+                         "nowcast": forecaster.nowcast_stats, "next_slot_mae_w": {
+                             "load": float(next_slot_error[0].mean()), "pv": float(next_slot_error[1].mean())}}
     for r in result.strategies.values():
         r.savings_jpy = no_battery - r.adjusted_cost_jpy
     return result

@@ -33,9 +33,13 @@ def test_bad_execution_mode():
         run_backtest(days=1, execution="teleport")
 
 
-def test_benchmark_script_prints_figures(capsys):
-    assert bench_main(["--days", "1", "--sites", "3"]) == 0
+def test_benchmark_script_prints_figures(capsys, tmp_path):
+    png = tmp_path / "backtest.png"
+    assert bench_main(["--days", "2", "--sites", "3", "--seeds", "8", "--plot", str(png)]) == 0
     out = capsys.readouterr().out
     assert "48 slots: Pyomo cold build+solve" in out and "96 slots" in out
     assert "3 sites: allocation" in out and "optimal" in out
     assert "% of perfect" in out and "MPC vs rule" in out
+    assert "forecaster: load profile" in out and "next-slot MAE load" in out
+    assert "-- seed 8" in out and "over 2 seeds" in out
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
