@@ -119,6 +119,10 @@ class ErrorModel:
     pv_rho: float = 0.7
     load_sd: float = 0.15
     load_rho: float = 0.8
+    #: The hall's true mean load against its configured profile: × scale, later by shift [h]
+    #: (a configuration is a rough guess: the forecaster has to learn the difference).
+    load_scale: float = 1.0
+    load_shift_h: float = 0.0
 
 
 def _ar1(rng: np.random.Generator, n: int, sd: float, rho: float) -> np.ndarray:
@@ -161,7 +165,8 @@ def make_world(hall: Hall, days: int, seed: int = 7, start: datetime | None = No
     day_of = np.arange(n) // per_day
     clear = clear_sky_pv_w(times, hall.lat, hall.lon, hall.pv_w, slot=step)
     pv = clear * np.clip(weather_day[day_of] * (1 + _ar1(rng, n, errors.pv_sd, errors.pv_rho)), 0, 1)
-    load = configured_load_w(times, hall.base_w, hall.peak_w, slot=step) * np.clip(
+    true_times = [t - timedelta(hours=errors.load_shift_h) for t in times]
+    load = errors.load_scale * configured_load_w(true_times, hall.base_w, hall.peak_w, slot=step) * np.clip(
         1 + _ar1(rng, n, errors.load_sd, errors.load_rho), 0.3, 2)
     crit = configured_critical_w(times, hall.critical_w, slot=step)
     spot = synthetic_spot_prices(times, seed=seed, sunny=weather_day[day_of])

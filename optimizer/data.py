@@ -52,6 +52,21 @@ class RunData:
         """Sheddable part of the load [W]."""
         return self.load_w - self.critical_w
 
+    def shed_limits_w(self) -> tuple[np.ndarray, np.ndarray]:
+        """(non-critical, critical) load the plan may shed per slot [W].
+
+        Islanded: all of it.  Grid-connected: only what the grid cannot carry
+        (load − PV beyond the import limit), non-critical first: a hall on the
+        grid is never darkened to charge its battery faster, even one found
+        below its SoC band (a case hypothesis found: the band's slack
+        outbid the non-critical shedding penalty).
+        """
+        if self.mode == "islanded":
+            return self.noncritical_w, self.critical_w.copy()
+        excess = np.maximum(0.0, self.load_w - self.forecast.pv_w - self.limits.max_import_w)
+        noncritical = np.minimum(self.noncritical_w, excess)
+        return noncritical, np.minimum(self.critical_w, excess - noncritical)
+
 
 def served_loads(forecast: SiteForecast, mode: str) -> tuple[np.ndarray, np.ndarray]:
     """(load to serve, its critical part) [W] per slot.
@@ -113,8 +128,9 @@ def load_data(m: pyo.ConcreteModel, run: RunData) -> None:
     _set_indexed(m.price_sell, f.price_sell)
     _set_indexed(m.load_kw, run.load_w / KW)
     _set_indexed(m.pv_kw, f.pv_w / KW)
-    _set_indexed(m.critical, run.critical_w / KW)
-    _set_indexed(m.noncritical, run.noncritical_w / KW)
+    shed_noncritical_w, shed_critical_w = run.shed_limits_w()
+    _set_indexed(m.critical, shed_critical_w / KW)
+    _set_indexed(m.noncritical, shed_noncritical_w / KW)
     _set_indexed(m.floor, run.floor_wh / KW)
     _set_indexed(m.band_min, run.band_min_wh / KW)
     has = ~np.isnan(run.commit_target_w)

@@ -84,13 +84,14 @@ class DirectSiteLP:
         if f.n != n:
             raise ValueError(f"forecast has {f.n} slots, the LP {n}")
         pv, load = f.pv_w / KW, run.load_w / KW
+        shed_nc, shed_crit = run.shed_limits_w()
         lower = np.zeros(len(_BLOCKS) * n + 1)
         upper = np.full(len(_BLOCKS) * n + 1, INF)
         cost = np.zeros(len(_BLOCKS) * n + 1)
         for name, ub in (("charge", lim.max_charge_w / KW), ("discharge", lim.max_discharge_w / KW),
                          ("soc", p.capacity_wh / KW), ("grid_import", lim.max_import_w / KW),
                          ("grid_export", lim.max_export_w / KW), ("curtail", pv),
-                         ("shed_noncritical", run.noncritical_w / KW), ("shed_critical", run.critical_w / KW)):
+                         ("shed_noncritical", shed_nc / KW), ("shed_critical", shed_crit / KW)):
             upper[c[name]] = ub
         t = np.arange(n)
         throughput = dt * (run.settings.degradation_jpy_per_kwh + TIE_BREAK_JPY_PER_KWH_PER_SLOT * t)
