@@ -176,6 +176,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="backtest: load forecast error, AR(1) standard deviation (default %(default)s)")
     ap.add_argument("--pv-sd", type=float, default=ErrorModel.pv_sd,
                     help="backtest: PV forecast error within the day (default %(default)s)")
+    ap.add_argument("--load-scale", type=float, default=ErrorModel.load_scale,
+                    help="backtest: the hall's true load as a multiple of its configured profile (default %(default)s)")
+    ap.add_argument("--load-shift-h", type=float, default=ErrorModel.load_shift_h,
+                    help="backtest: the hall's true load profile runs this many hours later (default %(default)s)")
     args = ap.parse_args(argv)
     if args.days < 1:
         ap.error("--days must be >= 1")
@@ -186,10 +190,12 @@ def main(argv: list[str] | None = None) -> int:
         print("2. fleet allocation (one LP over all vpp sites, built in highspy)")
         bench_fleet([int(x) for x in args.sites.split(",") if x.strip()])
     if not args.skip_backtest:
-        errors = ErrorModel(load_sd=args.load_sd, pv_sd=args.pv_sd)
+        errors = ErrorModel(load_sd=args.load_sd, pv_sd=args.pv_sd, load_scale=args.load_scale,
+                            load_shift_h=args.load_shift_h)
         print("3. economic backtest (hall-01-like site, synthetic JEPX-like prices, buy = spot + 12 JPY/kWh;")
         print(f"   forecast errors: day weather sd {errors.weather_sd}, PV sd {errors.pv_sd} (rho {errors.pv_rho}), "
-              f"load sd {errors.load_sd} (rho {errors.load_rho}))")
+              f"load sd {errors.load_sd} (rho {errors.load_rho}); true load {errors.load_scale:g} x configured, "
+              f"{errors.load_shift_h:+g} h)")
         pct = [bench_backtest(args.days, args.seed, errors, args.plot)]
         for seed in (int(x) for x in args.seeds.split(",") if x.strip()):
             print(f"  -- seed {seed}")

@@ -43,3 +43,14 @@ def test_benchmark_script_prints_figures(capsys, tmp_path):
     assert "forecaster: load profile" in out and "next-slot MAE load" in out
     assert "-- seed 8" in out and "over 2 seeds" in out
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
+
+
+def test_a_misconfigured_hall_is_learnt_and_learning_pays():
+    """The hall draws 30 % more than configured, an hour later: after four weeks the forecaster has learnt it."""
+    errors = ErrorModel(load_scale=1.3, load_shift_h=1.0)
+    res = run_backtest(days=35, seed=5, errors=errors)
+    f = res.forecaster
+    assert f["load_model"] in ("daytype", "weekday"), f
+    assert f["skill_w"][f["load_model"]] < 0.7 * f["skill_w"]["configured"], f
+    assert res.strategies["mpc"].reserve_violations == 0
+    assert res.pct_of_perfect("mpc") > res.pct_of_perfect("rule") + 5
