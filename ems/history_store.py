@@ -13,11 +13,11 @@ import csv
 import io
 import logging
 import math
-import os
-import tempfile
 from datetime import datetime
 from pathlib import Path
 from typing import Sequence
+
+from ems.atomicfile import replace_atomically
 
 log = logging.getLogger(__name__)
 
@@ -38,18 +38,7 @@ def save_history(path: Path, rows: Sequence[Row]) -> None:
     for t, *values in rows:
         w.writerow([t.isoformat()] + ["" if not math.isfinite(v) else f"{v:.1f}" if i < 3 else f"{v:.4f}"
                                       for i, v in enumerate(values)])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(buf.getvalue())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    replace_atomically(path, buf.getvalue().encode("utf-8"), durable=False)
 
 
 def load_history(path: Path) -> tuple[list[Row], list[str]]:

@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
 from ems.alarms import CORRUPT_STATE_FILE, Alarm, AlarmSet, Severity
+from ems.atomicfile import replace_atomically
 from ems.modes import Mode, ModeRequest, ModeRequestError, default_request
 
 FORMAT_VERSION = 1
@@ -45,20 +45,6 @@ class LoadedMode:
     source: Literal["file", "default", "fallback"]
     alarm: Alarm | None = None
     corrupt_path: Path | None = None
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make a rename in ``folder`` durable (no-op where directories cannot be opened)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 class ModeStore:
@@ -80,21 +66,7 @@ class ModeStore:
         if now is not None:
             payload["saved_at"] = now.isoformat()
         data = json.dumps(payload, indent=2, sort_keys=True, ensure_ascii=False).encode("utf-8")
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.state_dir, prefix=f".{self.path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
-        _fsync_dir(self.state_dir)
+        replace_atomically(self.path, data, durable=True)
 
     def load(self, now: datetime, alarms: AlarmSet | None = None) -> LoadedMode:
         """Read the stored request.

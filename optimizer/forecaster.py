@@ -110,6 +110,7 @@ class HallForecaster:
         self._scoring_day: date | None = None
         self._day_errors: dict[str, list[float]] = {}
         self.load_model = "configured"
+        self._last_weather = 1.0  # weather factor of the latest forecast, for slots never forecast
 
     # -- learning ---------------------------------------------------------------------
     def observe(self, start: datetime, load_w: float | None, pv_w: float | None,
@@ -224,12 +225,9 @@ class HallForecaster:
 
     # -- forecasting -----------------------------------------------------------------
     def _expect(self, start: datetime) -> _Expected:
-        """What the forecaster would have said of ``start`` with no forecast asked for it."""
-        self._fill_expected([start], np.array([self._default_weather()]))
+        """What the forecaster would have said of ``start`` with no forecast asked for it (the last weather given)."""
+        self._fill_expected([start], np.array([self._last_weather]))
         return self._expected[start]
-
-    def _default_weather(self) -> float:
-        return 1.0
 
     def _fill_expected(self, times: Sequence[datetime], weather: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Remember per slot the profile candidates, clear sky and weather forecast; return (base load, clear sky)."""
@@ -257,6 +255,7 @@ class HallForecaster:
             raise ValueError("forecast: no times")
         weather = np.clip(np.broadcast_to(np.asarray(weather_factor, dtype=float), (len(times),)), 0.0, 1.0)
         base, clear = self._fill_expected(times, weather)
+        self._last_weather = float(weather[0])
         ref = self._next or times[0]
         steps = np.array([max(0, round((t - ref) / self.slot)) for t in times])
         same_day = np.array([t.astimezone(JST).date() == ref.astimezone(JST).date() for t in times])
