@@ -77,7 +77,7 @@ def _row(cells: list[str]) -> Row:
             v = float(cell) if cell.strip() else math.nan
         except ValueError:
             raise ValueError(f"{name} {cell!r} is not a number") from None
-        if math.isinf(v) or v < 0:
-            raise ValueError(f"{name} {cell!r} must be a finite value >= 0")
+        if math.isinf(v) or v < 0 or (name == "weather" and v > 1):
+            raise ValueError(f"{name} {cell!r} must be a finite value >= 0" + (" and <= 1" if name == "weather" else ""))
         values.append(v)
     return (t, *values)  # type: ignore[return-value]

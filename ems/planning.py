@@ -37,7 +37,7 @@ from ems.history_store import history_path, load_history, save_history
 from ems.modes import Mode
 from ems.snapshot import SiteSnapshot
 from optimizer.execution import self_use_setpoint
-from optimizer.forecast import HallProfile
+from optimizer.forecast import HallProfile, clear_sky_pv_w
 from optimizer.forecaster import HallForecaster
 from optimizer.plan import Plan, PlanExpired
 from optimizer.planner import SitePlanner
@@ -98,8 +98,10 @@ class SlotMeans:
     a restart or a meter outage would teach a wrong mean).
     """
 
-    def __init__(self, slot: timedelta, has_pv: bool, min_cover: float = 0.5, max_age_s: float = 60.0):
+    def __init__(self, slot: timedelta, has_pv: bool, min_cover: float = 0.5, max_age_s: float = 60.0,
+                 is_dark: Callable[[datetime], bool] | None = None):
         self.slot, self.has_pv, self.min_cover, self.max_age_s = slot, has_pv, min_cover, max_age_s
+        self.is_dark = is_dark
         self._start: datetime | None = None
         self._first = self._last = None
         self._sum = np.zeros(2)
@@ -124,12 +126,21 @@ class SlotMeans:
             self._last = snap.time
         return done
 
+    def _fresh(self, snap: SiteSnapshot, reading) -> bool:
+        return reading is not None and (snap.age_s(reading) or 0.0) <= self.max_age_s
+
     def _sample(self, snap: SiteSnapshot) -> np.ndarray | None:
         net = snap.net_load_w
-        readings = [snap.meter, snap.battery] + ([snap.pv] if self.has_pv else [])
-        if net is None or any(r is None or (snap.age_s(r) or 0.0) > self.max_age_s for r in readings):
+        if net is None or not (self._fresh(snap, snap.meter) and self._fresh(snap, snap.battery)):
             return None
-        pv = max(0.0, snap.pv.power_w) if self.has_pv else 0.0
+        if not self.has_pv:
+            pv = 0.0
+        elif self._fresh(snap, snap.pv):
+            pv = max(0.0, snap.pv.power_w)
+        elif self.is_dark is not None and self.is_dark(snap.time):
+            pv = 0.0  # many inverters sleep (stop answering) at night: the hall's night load is still learnt
+        else:
+            return None
         load = net + pv
         if not (np.isfinite(load) and load >= 0):
             return None  # implausible combination (e.g. readings taken at different moments): skip
@@ -159,9 +170,10 @@ class OptimizerPlanSource:
         self.planner = SitePlanner(site.safety_policy(), settings, site.id)
         self.profile = hall_profile(site)
         self.forecaster = HallForecaster(self.profile, self.slot)
+        self._slot_means = SlotMeans(self.slot, has_pv=any(d.nature is Nature.PV for d in site.devices),
+                                     is_dark=self._is_dark)
         self.history_file = history_path(state_dir, site.id) if state_dir is not None else None
-        self._restore_history()
-        self._slot_means = SlotMeans(self.slot, has_pv=any(d.nature is Nature.PV for d in site.devices))
+        self._restored = False
         cloud = site.simulator.cloud_factor if site.simulator else 0.2
         self.weather_factor = weather_factor if weather_factor is not None else 1.0 - cloud
         self.deviation_w = deviation_w if deviation_w is not None else 0.5 * site.inverter.rated_w
@@ -195,7 +207,7 @@ class OptimizerPlanSource:
         if mode not in PLANNED_MODES or snap.battery is None:
             return None
         now = snap.time
-        self._learn(snap)
+        self._learn(snap, mode)
         self._drop_lapsed(now)
         why = self._replan_reason(snap, mode)
         if why:
@@ -217,16 +229,29 @@ class OptimizerPlanSource:
         return plan_w, f"{tag}: battery {plan_w:.0f} W"
 
     # -- internals ---------------------------------------------------------------------
-    def _learn(self, snap: SiteSnapshot) -> None:
+    def _is_dark(self, t: datetime) -> bool:
+        """No sun on the panels at ``t``: a sleeping inverter's silence then means 0 W, not unknown."""
+        p = self.profile
+        return float(clear_sky_pv_w([t], p.lat, p.lon, max(p.pv_capacity_w, 1.0), p.tilt_deg, p.azimuth_deg,
+                                    slot=timedelta(minutes=1))[0]) < 1.0
+
+    def _learn(self, snap: SiteSnapshot, mode: Mode) -> None:
         """Average the measured load and PV over each slot and teach the forecaster each finished one.
 
         Only grid-connected planned modes get here, so shed (islanded) load
-        never enters the profile.
+        never enters the profile.  In disaster_reserve a full battery with no
+        export means curtailed PV: its load is learnt, its PV is not (it
+        would look like cloud).
         """
+        if not self._restored:
+            self._restored = True  # on the first snapshot: its time tells which saved rows are from the future
+            self._restore_history(snap.time)
         finished = self._slot_means.add(snap)
         if finished is None:
             return
         start, load_w, pv_w = finished
+        if mode is Mode.DISASTER_RESERVE:
+            pv_w = None
         try:
             self.forecaster.observe(start, load_w, pv_w)
         except ValueError as exc:  # an implausible mean must not stop planning; the guard sees the readings
@@ -238,14 +263,14 @@ class OptimizerPlanSource:
             except OSError as exc:  # a full or read-only disk must not stop control
                 log.warning("%s: cannot save the forecaster history to %s: %s", self.site.id, self.history_file, exc)
 
-    def _restore_history(self) -> None:
+    def _restore_history(self, now: datetime) -> None:
         if self.history_file is None:
             return
         rows, problems = load_history(self.history_file)
         for problem in problems[:10]:
             log.warning("%s: forecaster history: %s (line skipped)", self.site.id, problem)
         if rows:
-            taken = self.forecaster.restore(rows)
+            taken = self.forecaster.restore(rows, now)
             log.info("%s: forecaster restored %d of %d slots from %s", self.site.id, taken, len(rows),
                      self.history_file)
 

@@ -23,7 +23,7 @@ LABELS = {"perfect": "perfect foresight", "mpc": "MPC (forecasts)", "rule": "rul
 
 
 def plot_backtest(res: BacktestResult, path: Path, first_day: date = date(2024, 4, 1)) -> Path:
-    """Cumulative savings [JPY] per strategy (top) and MPC's daily share of perfect foresight (bottom)."""
+    """Cumulative savings [JPY] per strategy (top) and the daily gap perfect − MPC [JPY] (bottom)."""
     days = [first_day + timedelta(days=i) for i in range(len(res.no_battery_daily_jpy))]
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(11, 7), sharex=True, gridspec_kw={"height_ratios": [2, 1]})
     saved = {}

@@ -25,6 +25,7 @@ over the slot); a slot skipped (uplink or meter outage) just leaves a hole.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import deque
 from dataclasses import dataclass, field
@@ -38,10 +39,14 @@ from optimizer.forecast import (DAY_GROUPS, JST, HallProfile, WeeklyProfile, cle
 from optimizer.inputs import SiteForecast
 from optimizer.nowcast import BiasAR1Filter, ErrorStats, fit_error_stats
 
+log = logging.getLogger(__name__)
+
 #: Load-profile candidates, in order of preference when their skill ties.
 CANDIDATES = ("daytype", "weekday", "configured")
 #: Base load forecasts below this [W] give no relative error (a hall is never this quiet; avoids ÷0).
 MIN_BASE_W = 50.0
+#: A measured slot this far from the nowcast's clock is a clock jump, not late or missing data.
+CLOCK_RESET = timedelta(days=2)
 
 
 @dataclass(frozen=True)
@@ -132,9 +137,13 @@ class HallForecaster:
         local = start.astimezone(JST)
         rec = _Slot(local.weekday(), (local.hour * 60 + local.minute) // self.slot_minutes, local.date(),
                     *(math.nan if v is None else float(v) for v in values.values()))
-        if self._next is not None and start < self._next - self.slot:
-            self._slots[start] = rec  # late data: learn from it, the nowcast has moved on
+        if self._next is not None and start < self._next - CLOCK_RESET:
+            self._clock_reset(start, "back")
+        if self._next is not None and start <= self._next - self.slot:
+            self._slots[start] = rec  # late or repeated: learn from it, the nowcast has moved on
             return
+        if self._next is not None and start - self._next > CLOCK_RESET:
+            self._clock_reset(start, "forward")
         self._advance_to(start)
         exp = self._expected.get(start) or self._expect(start)
         rec.weather = exp.weather
@@ -142,12 +151,35 @@ class HallForecaster:
         if math.isfinite(rec.load_w) and base >= MIN_BASE_W:
             rec.load_error = rec.load_w / base - 1.0
             self._load.update(rec.load_error)
-        if math.isfinite(rec.pv_w) and exp.clear_w > self.settings.daylight_share * self.hall.pv_capacity_w:
+        if (math.isfinite(rec.pv_w) and math.isfinite(exp.weather)
+                and exp.clear_w > self.settings.daylight_share * self.hall.pv_capacity_w):
             rec.pv_error = min(rec.pv_w / exp.clear_w, 1.2) - exp.weather
             self._pv.update(rec.pv_error)
         self._slots[start] = rec
         self._score(start, rec, exp)
         self._advance_to(start + self.slot)
+
+    def _clock_reset(self, start: datetime, direction: str) -> None:
+        """The clock jumped by more than CLOCK_RESET (a gateway booting on a wrong clock, NTP stepping it).
+
+        Backwards: the slots "after" the new time were measured under a wrong
+        clock and would freeze the nowcast as late data forever, so they go.
+        Forwards: the nowcast's state is stale; stepping it slot by slot over
+        months would stall the control cycle, so it restarts at ``start``.
+        Learnt profiles and skill stay where their slots stay.
+        """
+        log.warning("forecaster: clock jumped %s from %s to %s; nowcast restarted", direction,
+                    self._next.isoformat() if self._next else None, start.isoformat())
+        if direction == "back":
+            for t in [t for t in self._slots if t >= start]:
+                del self._slots[t]
+            self._expected.clear()
+        self._load.reset()
+        self._pv.reset()
+        self._next = None
+        self._learnt_for = None
+        self._scoring_day = None
+        self._day_errors = {}
 
     def _advance_to(self, start: datetime) -> None:
         """Step the nowcast slot by slot up to ``start``; a new local day relearns and resets the day bias."""
@@ -187,16 +219,19 @@ class HallForecaster:
         self._critical = (profile_from_samples(wd, idx, crit, self.slot_minutes)
                           if np.isfinite(crit).any() else None)
         self.load_model = self._most_skilful()
-        by_day: dict[date, tuple[list[float], list[float]]] = {}
-        for t in sorted(t for t, r in self._slots.items() if first <= r.day < today):
-            r = self._slots[t]
-            load_e, pv_e = by_day.setdefault(r.day, ([], []))
-            load_e.append(r.load_error)
-            if math.isfinite(r.pv_error):
-                pv_e.append(r.pv_error)
+        # One row per day, one column per slot of the day, NaN where nothing was measured:
+        # the fit must see a gap as a gap, not pair the slots either side of it as neighbours.
+        per_day = 24 * 60 // self.slot_minutes
+        days = sorted({r.day for r in recs})
+        row = {d: i for i, d in enumerate(days)}
+        load_e = np.full((len(days), per_day), np.nan)
+        pv_e = np.full((len(days), per_day), np.nan)
+        for r in recs:
+            load_e[row[r.day], r.slot_of_day] = r.load_error
+            pv_e[row[r.day], r.slot_of_day] = r.pv_error
         s = self.settings
-        self._load.retune(fit_error_stats((d[0] for d in by_day.values()), s.load_prior, s.min_fit_days))
-        self._pv.retune(fit_error_stats((d[1] for d in by_day.values()), s.pv_prior, s.min_fit_days))
+        self._load.retune(fit_error_stats(load_e, s.load_prior, s.min_fit_days))
+        self._pv.retune(fit_error_stats(pv_e, s.pv_prior, s.min_fit_days))
 
     def _most_skilful(self) -> str:
         """The candidate with the lowest mean daily error; before any score, pooled days if learnt."""
@@ -254,6 +289,9 @@ class HallForecaster:
         if not times:
             raise ValueError("forecast: no times")
         weather = np.clip(np.broadcast_to(np.asarray(weather_factor, dtype=float), (len(times),)), 0.0, 1.0)
+        stale = times[0] - timedelta(days=1)
+        for t in [t for t in self._expected if t < stale]:  # also when no slot is measured for days
+            del self._expected[t]
         base, clear = self._fill_expected(times, weather)
         self._last_weather = float(weather[0])
         ref = self._next or times[0]
@@ -275,16 +313,21 @@ class HallForecaster:
         return [(t, r.load_w, r.pv_w, r.critical_w, r.weather)
                 for t, r in sorted(self._slots.items(), key=lambda item: item[0])]
 
-    def restore(self, rows: Sequence[tuple[datetime, float, float, float, float]]) -> int:
+    def restore(self, rows: Sequence[tuple[datetime, float, float, float, float]],
+                now: datetime | None = None) -> int:
         """Replay saved :meth:`history` rows (before any live slot) so profiles, skill and nowcast come back.
 
-        Returns the rows taken; rows that fail :meth:`observe`'s checks are skipped.
+        Rows at or after ``now`` (written under a clock that ran fast) and
+        rows failing :meth:`observe`'s checks are skipped; a row without a
+        weather forecast (it arrived late) teaches the profiles, not the PV
+        nowcast.  Returns the rows taken.
         """
         taken = 0
         for t, load, pv, crit, weather in sorted(rows, key=lambda r: r[0]):
-            if math.isfinite(weather):
-                self._fill_expected([t], np.array([weather]))
+            if now is not None and t >= now:
+                continue
             try:
+                self._fill_expected([t], np.array([weather]))
                 self.observe(t, *(None if not math.isfinite(v) else v for v in (load, pv, crit)))
             except ValueError:
                 continue

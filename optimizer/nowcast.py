@@ -50,22 +50,28 @@ FIT_LAGS = 6
 
 
 def fit_error_stats(days: Iterable[Sequence[float]], prior: ErrorStats, min_days: int = 7) -> ErrorStats:
-    """Estimate :class:`ErrorStats` from past errors (one sequence of consecutive slot errors per day).
+    """Estimate :class:`ErrorStats` from past errors: one sequence per day, one value per slot, NaN where none.
 
     Within a day, cov(e_t, e_t+k) = σb² + σa²·ρ^k (bias and fading error
-    independent).  The pooled within-day products c_k for k = 0..FIT_LAGS are
-    fitted by least squares, ρ on a grid and (σb², σa²) ≥ 0 for each ρ.
-    Demeaning each day first would bias ρ low on short days, so the raw
-    products are used: a lasting mean error counts as bias, which the filter
-    should indeed correct.  Days with fewer than FIT_LAGS + 2 errors are
-    skipped; with fewer than ``min_days`` usable days the prior is returned.
+    independent).  The pooled within-day products c_k for k = 0..FIT_LAGS,
+    over pairs where both errors exist (a gap stays a gap), are fitted by
+    least squares, ρ on a grid and (σb², σa²) ≥ 0 for each ρ.  Demeaning
+    each day first would bias ρ low on short days, so the raw products are
+    used: a lasting mean error counts as bias, which the filter should
+    indeed correct.  Days with fewer than FIT_LAGS + 2 errors are skipped;
+    with fewer than ``min_days`` usable days the prior is returned.
     """
     days = [np.asarray(d, dtype=float) for d in days]
-    days = [d[np.isfinite(d)] for d in days]
-    days = [d for d in days if len(d) >= FIT_LAGS + 2]
+    days = [d for d in days if np.count_nonzero(np.isfinite(d)) >= FIT_LAGS + 2]
     if len(days) < min_days:
         return prior
-    c = np.array([np.mean(np.concatenate([d[k:] * d[:len(d) - k] for d in days])) for k in range(FIT_LAGS + 1)])
+    c = np.empty(FIT_LAGS + 1)
+    for k in range(FIT_LAGS + 1):
+        products = np.concatenate([d[k:] * d[:len(d) - k] for d in days])
+        products = products[np.isfinite(products)]
+        if not len(products):
+            return prior
+        c[k] = products.mean()
     lags = np.arange(FIT_LAGS + 1)
     best = (math.inf, prior)
     for rho in np.arange(0.0, MAX_RHO + 1e-9, 0.01):

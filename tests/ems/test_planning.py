@@ -135,8 +135,8 @@ def test_slot_means_average_load_and_pv_and_skip_thin_or_stale_slots():
     assert means.add(metered(start + timedelta(minutes=85), 900, 0)) is None
     assert means.add(metered(start + timedelta(minutes=95), 900, 0)) is None
     # Stale readings are not samples.
-    for m in range(95, 125, 5):
-        means.add(metered(start + timedelta(minutes=m), 5000, 0, age_s=600))
+    stale = [means.add(metered(start + timedelta(minutes=m), 5000, 0, age_s=600)) for m in range(95, 125, 5)]
+    assert stale == [None] * 6
     assert means.add(metered(start + timedelta(minutes=126), 900, 0)) is None
 
 
@@ -165,6 +165,7 @@ def test_what_was_learnt_survives_a_restart(site, tmp_path):
     first = OptimizerPlanSource(site, state_dir=tmp_path)
     t = _run_hall(first, site, days=3, factor=1.6)
     again = OptimizerPlanSource(site, state_dir=tmp_path)
+    again.setpoint_at(metered(t + timedelta(minutes=10), 1000.0, 0.0), Mode.VPP)  # restores on its first snapshot
     assert again.forecaster.load_model == first.forecaster.load_model != "configured"
     times = [slot_start(t, first.slot) + k * first.slot for k in range(48)]
     np.testing.assert_allclose(again.forecaster.forecast(times, np.zeros(48), np.zeros(48)).load_w,
@@ -186,6 +187,7 @@ def test_a_damaged_history_file_keeps_its_good_lines_and_names_the_bad(site, tmp
     assert "no UTC offset" in problems[0] and "load_w '-5'" in problems[1] and "not a number" in problems[2]
     with caplog.at_level("WARNING"):
         src = OptimizerPlanSource(site, state_dir=tmp_path)
+        src.setpoint_at(metered(datetime(2026, 11, 16, 18, 5, tzinfo=timezone.utc), 1000.0, 0.0), Mode.VPP)
     assert len(src.forecaster.history()) == 2 and "line skipped" in caplog.text
     path.write_text("when,what\n1,2\n")
     assert load_history(path)[0] == [] and "header" in load_history(path)[1][0]
@@ -196,4 +198,26 @@ def test_islanded_load_is_not_learnt(site):
     start = datetime(2026, 11, 16, 15, 0, tzinfo=timezone.utc)
     for m in range(0, 2 * 24 * 60, 10):
         src.setpoint_at(metered(start + timedelta(minutes=m), 200.0, 0.0), Mode.ISLANDED)
-    assert src.forecaster.load_model == "configured" and not src.forecaster._slots
+    assert not src.forecaster.history()
+
+
+def test_a_sleeping_inverter_at_night_still_lets_the_load_be_learnt():
+    dark = SlotMeans(timedelta(minutes=30), has_pv=True, is_dark=lambda t: True)
+    day = SlotMeans(timedelta(minutes=30), has_pv=True, is_dark=lambda t: False)
+    start = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)  # 21:00 JST
+    for means in (dark, day):
+        for m in range(0, 30, 5):
+            snap = metered(start + timedelta(minutes=m), 700, 0)
+            means.add(SiteSnapshot(time=snap.time, site_id=snap.site_id, battery=snap.battery, meter=snap.meter))
+    assert dark.add(metered(start + timedelta(minutes=31), 0, 0)) == (start, pytest.approx(700.0), 0.0)
+    assert day.add(metered(start + timedelta(minutes=31), 0, 0)) is None, "by day a silent inverter is unknown PV"
+
+
+def test_history_rows_from_a_clock_that_ran_fast_are_not_restored(site, tmp_path):
+    path = history_path(tmp_path, site.id)
+    path.write_text("start,load_w,pv_w,critical_w,weather\n"
+                    "2026-11-16T15:00:00+00:00,1200.0,0.0,,0.8\n"
+                    "2027-06-02T15:00:00+00:00,1200.0,0.0,,0.8\n")
+    src = OptimizerPlanSource(site, state_dir=tmp_path)
+    src.setpoint_at(metered(datetime(2026, 11, 16, 18, 5, tzinfo=timezone.utc), 1000.0, 0.0), Mode.VPP)
+    assert [r[0].year for r in src.forecaster.history()] == [2026]

@@ -180,3 +180,48 @@ def test_gaps_and_late_slots_are_taken_in_stride():
     f = fc.forecast(_slots(times[-1] + SLOT, 1), np.zeros(48), np.zeros(48))
     assert np.all(np.isfinite(f.load_w)) and f.load_w.mean() > 1.3 * configured_load_w(
         _slots(times[-1] + SLOT, 1), 500, 3500, slot=SLOT).mean()
+
+
+def test_fit_sees_gaps_as_gaps():
+    truth = ErrorStats(bias_sd=0.05, fading_sd=0.15, rho=0.8)
+    days = _simulated_errors(np.random.default_rng(4), 300, 48, truth)
+    holed = [np.where(np.random.default_rng(i).random(48) < 0.33, np.nan, d) for i, d in enumerate(days)]
+    assert fit_error_stats(holed, prior=ErrorStats(0.5, 0.5, 0.1)).rho == pytest.approx(0.8, abs=0.05)
+
+
+def test_a_clock_jumping_back_does_not_freeze_learning():
+    """Slots learnt under a clock a year fast must not turn every real slot into 'late data'."""
+    fc = HallForecaster(HALL)
+    fast = _slots(MONDAY + timedelta(days=365), 1)
+    _feed(fc, fast, np.full(48, 900.0), np.zeros(48))
+    times = _slots(MONDAY, 21)
+    _feed(fc, times, 2 * configured_load_w(times, 500, 3500, slot=SLOT), np.zeros(len(times)))
+    assert fc.load_model != "configured" and all(t < times[-1] + SLOT for t, *_ in fc.history())
+    nxt = _slots(times[-1] + SLOT, 1)
+    np.testing.assert_allclose(fc.forecast(nxt, np.zeros(48), np.zeros(48)).load_w,
+                               2 * configured_load_w(nxt, 500, 3500, slot=SLOT), rtol=0.05)
+
+
+def test_a_clock_jumping_a_year_forward_restarts_the_nowcast_without_stepping_through_it():
+    fc = HallForecaster(HALL)
+    _feed(fc, _slots(MONDAY, 1), np.full(48, 900.0), np.zeros(48))
+    later = MONDAY + timedelta(days=365)
+    relearnt = []
+    real = fc._relearn
+    fc._relearn = lambda day_start: (relearnt.append(day_start), real(day_start))
+    fc.observe(later, 900.0, 0.0)
+    assert fc._next == later + SLOT
+    assert len(relearnt) <= 2, f"stepped through {len(relearnt)} days instead of restarting"
+    f = fc.forecast(_slots(later + SLOT, 1), np.zeros(48), np.zeros(48))
+    assert np.all(np.isfinite(f.load_w))
+
+
+def test_a_repeated_slot_is_not_counted_twice():
+    fc = HallForecaster(HALL)
+    day = _slots(MONDAY, 1)
+    _feed(fc, day, np.full(48, 900.0), np.zeros(48))
+    scored = {n: len(v) for n, v in fc._skill.items()}
+    x = fc._load.x.copy()
+    fc.observe(day[-1], 5000.0, 0.0)  # the day's last slot again (a duplicated history line)
+    assert {n: len(v) for n, v in fc._skill.items()} == scored
+    np.testing.assert_array_equal(fc._load.x, x)
