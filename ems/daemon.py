@@ -202,6 +202,8 @@ class EdgeDaemon:
             max_power_w=self.site.inverter.rated_w,
         )
         self.machine = ModeMachine(self.site.id, loaded.request, timing, now)
+        if hasattr(self.plan_source, "use_stale_limit"):  # learn only from readings the mode machine calls fresh
+            self.plan_source.use_stale_limit(timing.stale_after_s)
         self._emit([self.machine.start_change])
         if self._given_devices is not None:
             self.devices = dict(self._given_devices)

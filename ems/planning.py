@@ -196,6 +196,11 @@ class OptimizerPlanSource:
         """Dispatch commitments in force."""
         return self._commitments
 
+    def use_stale_limit(self, max_age_s: float) -> None:
+        """Readings older than this [s of the daemon's clock] are not learnt from (the daemon's own stale limit,
+        which scales with a simulation's speed)."""
+        self._slot_means.max_age_s = max_age_s
+
     def invalidate(self, why: str) -> None:
         """Force a re-plan at the next cycle (e.g. a mode change)."""
         self._dirty = True

@@ -90,6 +90,18 @@ def test_typhoon_halls_reach_the_reserve_island_and_shed(typhoon):
     assert sum(o.shed_wh for o in outages) > two_days.shed_wh
 
 
+def test_typhoon_halls_learn_their_load_from_what_they_measure(typhoon, fleet):
+    """Every hall's forecaster kept the slots it measured (in accelerated time too), loads in a sane range."""
+    from ems.history_store import history_path, load_history
+
+    _, report = typhoon
+    for site in fleet.sites:
+        rows, problems = load_history(history_path(report.parent / "state" / "halls" / site.id, site.id))
+        assert not problems and len(rows) >= 24, (site.id, len(rows), problems)
+        loads = [r[1] for r in rows if r[1] == r[1]]
+        assert 0 < min(loads) and max(loads) < 3 * site.loads.peak_w, (site.id, min(loads), max(loads))
+
+
 def test_typhoon_report(typhoon):
     outcome, report = typhoon
     for name in ("summary.md", "summary.html", "results.json", "fleet_soc.png", "backup_hours.png"):
