@@ -43,24 +43,25 @@ def _checked_sites(service, body: ScopeRequest) -> list[str]:
         raise field_error(exc.field, exc.message) from None
 
 
+def _switch(request: Request, body: ScopeRequest, who: Principal, mode: str, action: str) -> dict:
+    """Switch the halls ``body`` names to ``mode``, audited as ``action``."""
+    service = service_of(request)
+    sites = _checked_sites(service, body)
+    op = service.switch_mode(sites, mode, body.reason.strip(), who.username, action,
+                             scope=body.model_dump(exclude={"reason", "confirm"}, exclude_none=True))
+    return op.to_dict()
+
+
 @router.post("/disaster/switch", summary="Switch halls to disaster_reserve (municipal staff)")
 def disaster_switch(body: ScopeRequest, request: Request,
                     who: Principal = Depends(require(Permission.SWITCH_DISASTER))) -> dict:
-    service = service_of(request)
-    sites = _checked_sites(service, body)
-    op = service.switch_mode(sites, "disaster_reserve", body.reason.strip(), who.username, "disaster",
-                             scope=body.model_dump(exclude={"reason", "confirm"}, exclude_none=True))
-    return op.to_dict()
+    return _switch(request, body, who, "disaster_reserve", "disaster")
 
 
 @router.post("/disaster/return", summary="Return halls to VPP operation (a separate, explicit action)")
 def disaster_return(body: ScopeRequest, request: Request,
                     who: Principal = Depends(require(Permission.RETURN_TO_VPP))) -> dict:
-    service = service_of(request)
-    sites = _checked_sites(service, body)
-    op = service.switch_mode(sites, "vpp", body.reason.strip(), who.username, "return_to_vpp",
-                             scope=body.model_dump(exclude={"reason", "confirm"}, exclude_none=True))
-    return op.to_dict()
+    return _switch(request, body, who, "vpp", "return_to_vpp")
 
 
 class DispatchRequest(_Strict):
