@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, ValidationInfo, model_validator
 
-from devices.config import DeviceConfig, ModbusRtuTransport, ModbusTcpTransport
+from devices.config import DeviceConfig, ModbusRtuTransport, ModbusTcpTransport, MqttTransport
 from devices.configfile import ConfigError, StrictModel, load_yaml_model
 from devices.readings import Nature
 from optimizer.reserve import SafetyPolicy
@@ -105,6 +105,39 @@ class SimulatorSpec(StrictModel):
     cloud_factor: float = Field(default=0.2, ge=0, le=1)
 
 
+class DeviceBrokerSpec(StrictModel):
+    """The hall's own MQTT broker that MQTT devices (e.g. a BMS) publish on; read by the gateway.
+
+    password_file (first line; relative to the fleet file's folder) or
+    password_env: never the password itself in the configuration.
+    """
+
+    host: str = Field(default="127.0.0.1", min_length=1)
+    port: int = Field(default=1883, ge=1, le=65535)
+    username: str | None = None
+    password_file: str | None = None
+    password_env: str | None = None
+    tls: bool = False
+    ca_file: str | None = None
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> "DeviceBrokerSpec":
+        if self.password_file is not None and self.password_env is not None:
+            raise ValueError("give password_file or password_env, not both")
+        return self
+
+    def password(self, config_dir: Path) -> str | None:
+        """The password, None when none is configured; ValueError naming the missing file or variable."""
+        from telemetry.mqtt_client import read_secret  # paho only where a broker is configured
+
+        if self.password_file is not None:
+            p = Path(self.password_file).expanduser()
+            return read_secret(file=p if p.is_absolute() else config_dir / p)
+        if self.password_env is not None:
+            return read_secret(env=self.password_env)
+        return None
+
+
 class SiteConfig(StrictModel):
     """One community hall with its battery, PV, grid connection, loads and devices."""
 
@@ -123,6 +156,7 @@ class SiteConfig(StrictModel):
     control: ControlSpec = ControlSpec()
     simulator: SimulatorSpec | None = None
     devices: list[DeviceConfig] = Field(min_length=1)
+    device_broker: DeviceBrokerSpec | None = None  # needed when a device has transport kind mqtt
 
     @model_validator(mode="after")
     def _check(self) -> "SiteConfig":
@@ -136,6 +170,9 @@ class SiteConfig(StrictModel):
                 raise ValueError(f"devices: exactly one {nature.value} device is required, found {natures[nature]}")
         if natures[Nature.PV] > 1:
             raise ValueError("devices: at most one pv device is supported")
+        mqtt_ids = [d.id for d in self.devices if isinstance(d.transport, MqttTransport)]
+        if mqtt_ids and self.device_broker is None:
+            raise ValueError(f"device_broker: required for the MQTT device(s) {', '.join(mqtt_ids)}")
         stale_s = self.control.stale_cycles * self.control.cycle_s
         for j, d in enumerate(self.devices):
             if d.nature in (Nature.BATTERY, Nature.METER) and d.period_s >= stale_s:

@@ -31,6 +31,8 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol
 
 from devices.aio import cancel_and_wait
+from devices.config import MqttTransport
+from devices.configfile import ConfigError
 from devices.errors import DeviceError
 from devices.factory import build_devices, close_all
 from devices.modbus.connection import quiet_library_logs
@@ -165,6 +167,7 @@ class EdgeDaemon:
         self.on_mode_change = on_mode_change
         self._given_devices = devices
         self._maps_dir = maps_dir
+        self._device_hub = None  # MqttDeviceHub while MQTT devices are read
         self.devices: dict[str, Any] = {}
         self.pollers: dict[str, DevicePoller] = {}
         self.machine: ModeMachine | None = None
@@ -208,7 +211,9 @@ class EdgeDaemon:
         if self._given_devices is not None:
             self.devices = dict(self._given_devices)
         else:
-            self.devices = build_devices(self.site.devices, self._maps_dir, clock=self.clock.now)
+            self._device_hub = self._start_device_hub()
+            self.devices = build_devices(self.site.devices, self._maps_dir, clock=self.clock.now,
+                                         mqtt_kwargs={"hub": self._device_hub} if self._device_hub else None)
         for dev_cfg in self.site.devices:
             self._ids.setdefault(dev_cfg.nature, dev_cfg.id)
         for dev_id, dev in self.devices.items():
@@ -221,14 +226,39 @@ class EdgeDaemon:
         log.info("%s: daemon started, requested mode %s (%s)", self.site.id,
                  loaded.request.mode.value, loaded.source)
 
+    def _start_device_hub(self):
+        """Connect to the hall's device broker when MQTT devices are configured (None otherwise).
+
+        The hub connects in the background and retries: a broker that is down
+        leaves those devices stale (so the mode machine goes safe), it does
+        not stop the daemon.
+        """
+        spec = self.site.device_broker
+        if spec is None or not any(isinstance(d.transport, MqttTransport) for d in self.site.devices):
+            return None
+        from devices.mqtt_device import MqttDeviceHub
+
+        config_dir = self._maps_dir.parent if self._maps_dir is not None else Path.cwd()
+        try:
+            password = spec.password(config_dir)
+        except ValueError as exc:
+            raise ConfigError([f"{self.site.id}: device_broker: {exc}"]) from None
+        hub = MqttDeviceHub(spec.host, spec.port, spec.username, password, tls=spec.tls, ca_file=spec.ca_file,
+                            client_id=f"{self.site.id}-devices")
+        hub.start()
+        return hub
+
     async def stop(self) -> None:
-        """Stop pollers and the heartbeat, close device connections."""
+        """Stop pollers and the heartbeat, close device connections and the device broker link."""
         await cancel_and_wait(self._heartbeat_task)
         self._heartbeat_task = None
         await asyncio.gather(*(p.stop() for p in self.pollers.values()), return_exceptions=True)
         self.pollers.clear()
         if self._given_devices is None:
             await close_all(self.devices)
+        if self._device_hub is not None:
+            await asyncio.to_thread(self._device_hub.stop)
+            self._device_hub = None
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run cycles every ``cycle_s`` [s] of wall time until ``stop`` is set.

@@ -139,6 +139,13 @@ CASES = {
         lambda d: d["sites"][0]["devices"][1].update(
             map=None, transport={"kind": "mqtt", "topic": "m", "fields": {"watts": "p"}}),
         "sites[0].devices[1]: transport.fields: watts not a meter field"),
+    "mqtt device without a device broker": (
+        lambda d: d["sites"][0]["devices"][1].update(
+            map=None, transport={"kind": "mqtt", "topic": "m", "fields": {"power_w": "p"}}),
+        "sites[0]: device_broker: required for the MQTT device(s) meter"),
+    "device broker password inline": (
+        lambda d: d["sites"][0].update(device_broker={"username": "gw", "password": "hunter2"}),
+        "sites[0].device_broker.password: unknown key"),
     "yes as stop bits": (lambda d: d["sites"][0]["devices"][0].update(
         transport={"kind": "modbus_rtu", "device": "/dev/ttyUSB0", "stopbits": True}),
         "sites[0].devices[0].transport.stopbits: Input should be 1 or 2"),

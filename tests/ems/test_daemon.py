@@ -13,6 +13,7 @@ from typing import Callable
 
 import pytest
 
+from devices.config import DeviceConfig
 from devices.simulator.clock import WallClock
 from devices.simulator.server import HallSimulator
 from ems.config import SiteConfig, load_fleet
@@ -229,3 +230,59 @@ def test_below_the_floor_in_vpp_the_battery_charges_back_whatever_the_plan(tmp_p
     # Above the floor, or outside vpp, the plan stands.
     assert d._restore_reserve(snap, Mode.VPP, 0.2 * site.battery.capacity_wh, 2000.0, "p") == (2000.0, "p")
     assert d._restore_reserve(snap, Mode.MANUAL, floor, 2000.0, "p") == (2000.0, "p")
+
+
+async def test_an_mqtt_meter_is_read_through_the_halls_device_broker(tmp_path):
+    """A hall whose meter publishes JSON on its own Mosquitto: the daemon connects with the configured
+    user and password file, reads the meter, and leaves safe only while the meter keeps publishing."""
+    import threading
+    import time
+
+    import paho.mqtt.client as mqtt
+
+    from ems.config import DeviceBrokerSpec
+    from tests.servers import MosquittoServer, random_password
+
+    site = fast_site()
+    meter_id = next(d.id for d in site.devices if d.nature.value == "meter")
+    pw = random_password()
+    (tmp_path / "gw.pw").write_text(pw + "\n")
+    with MosquittoServer(tmp_path / "mqtt", users={"gw": pw, "meter": pw}) as broker:
+        mqtt_meter = DeviceConfig.model_validate({
+            "id": meter_id, "nature": "meter", "period_s": 0.1,
+            "transport": {"kind": "mqtt", "topic": "hall/meter", "fields": {"power_w": "p_kw"},
+                          "scale": {"power_w": 1000}}})
+        site = site.model_copy(update={
+            "devices": [mqtt_meter if d.id == meter_id else d for d in site.devices],
+            "device_broker": DeviceBrokerSpec(port=broker.port, username="gw",
+                                              password_file=str(tmp_path / "gw.pw"))})
+        rig = Rig(site, tmp_path / "state")
+        await rig.sim.start()
+        publishing = threading.Event()
+        publishing.set()
+        pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+        pub.username_pw_set("meter", pw)
+        pub.connect("127.0.0.1", broker.port)
+        pub.loop_start()
+
+        def publish():
+            while publishing.is_set():
+                pub.publish("hall/meter", b'{"p_kw": 1.234}')
+                time.sleep(0.05)
+
+        thread = threading.Thread(target=publish, daemon=True)
+        thread.start()
+        try:
+            daemon = await rig.start_daemon()
+            await wait_for(lambda: daemon.status is not None and daemon.status.grid_w == 1234.0,
+                           what="the MQTT meter's 1.234 kW in the daemon's status")
+            await wait_for(lambda: rig.mode() is Mode.VPP, what="vpp with a live MQTT meter")
+            publishing.clear()  # the meter falls silent: its readings go stale, the daemon goes safe
+            await wait_for(lambda: rig.mode() is Mode.SAFE, what="safe once the MQTT meter is silent")
+        finally:
+            publishing.clear()
+            thread.join(5)
+            pub.loop_stop()
+            pub.disconnect()
+            await rig.stop_daemon()
+            await rig.sim.stop()
