@@ -146,7 +146,6 @@ class World:
     load_w: np.ndarray
     pv_w: np.ndarray
     critical_w: np.ndarray
-    clear_pv_w: np.ndarray
     weather_forecast: np.ndarray  # per slot, the day's forecast weather factor [0..1]
 
 
@@ -170,8 +169,7 @@ def make_world(hall: Hall, days: int, seed: int = 7, start: datetime | None = No
         1 + _ar1(rng, n, errors.load_sd, errors.load_rho), 0.3, 2)
     crit = configured_critical_w(times, hall.critical_w, slot=step)
     spot = synthetic_spot_prices(times, seed=seed, sunny=weather_day[day_of])
-    return World(times, spot_linked(spot, BUY_ADDER_JPY_PER_KWH), spot, load, pv, crit, clear,
-                 forecast_day[day_of])
+    return World(times, spot_linked(spot, BUY_ADDER_JPY_PER_KWH), spot, load, pv, crit, forecast_day[day_of])
 
 
 def _price_forecast(world: World, k: int, horizon: int, per_day: int) -> tuple[np.ndarray, np.ndarray]:
@@ -238,16 +236,16 @@ def run_backtest(days: int = 28, seed: int = 7, horizon: int = 48, hall: Hall = 
     """Run the three strategies over ``days`` of simulated data and return their results.
 
     execution: how the MPC's first slot is carried out on the actual data:
-    "battery" runs the planned battery power; "grid" holds the planned grid
-    exchange and lets the battery take the whole forecast error; "selfuse"
-    (default) lets the battery take PV surplus the forecast missed, and
-    unexpected load only where the plan meant not to import.  The battery
-    never discharges below the reserve floor for an error (the guard).
+    "battery" runs the planned battery power (the forecast error goes to the
+    grid); "selfuse" (default) is the daemon's rule: the battery takes PV
+    surplus the forecast missed, and unexpected load only where the plan
+    meant not to import, never discharging below the reserve floor for an
+    error (the guard).
     perfect_forecasts: give the MPC the actual data (isolates the cost of
     the finite horizon).
     """
-    if execution not in ("battery", "grid", "surplus", "selfuse"):
-        raise ValueError("execution must be 'battery', 'grid', 'surplus' or 'selfuse'")
+    if execution not in ("battery", "selfuse"):
+        raise ValueError(f"execution must be 'battery' or 'selfuse', not {execution!r}")
     world = make_world(hall, days, seed, errors=errors)
     p = hall.policy
     per_day = 48
@@ -309,18 +307,12 @@ def run_backtest(days: int = 28, seed: int = 7, horizon: int = 48, hall: Hall = 
         result.mpc_solve_ms.append(plan.solve_ms)
         result.mpc_fallbacks += plan.fallback
         setpoint = float(plan.battery_w[0])
-        error = (world.load_w[k] - world.pv_w[k]) - (fc.load_w[0] - fc.pv_w[0])
         if execution == "selfuse":
             # The daemon's own execution rule (optimizer/execution.py), then the guard's floor.
             actual_net = float(world.load_w[k] - world.pv_w[k])
             wanted = self_use_setpoint(setpoint, float(plan.grid_import_w[0]), float(plan.grid_export_w[0]),
                                        float(fc.load_w[0] - fc.pv_w[0]), actual_net)
             setpoint = wanted if wanted <= setpoint else min(wanted, max(setpoint, _guard_max_w(e, floors[k], p, dt)))
-        elif execution == "grid" or (execution == "surplus" and error < 0):
-            # Hold the planned grid exchange: the battery takes the forecast error, but the
-            # guard never lets it discharge below the reserve floor for it.
-            setpoint = setpoint + error if error <= 0 else min(setpoint + error, max(setpoint, _guard_max_w(
-                e, floors[k], p, dt)))
         b, imp, exp, e = _settle(e, setpoint, world.load_w[k], world.pv_w[k], p, dt)
         cols[:, k] = (b, imp, exp, e)
         forecaster.observe(world.times[k], float(world.load_w[k]), float(world.pv_w[k]))

@@ -221,18 +221,6 @@ def forecast_load_w(times: Sequence[datetime], fallback_w: np.ndarray, history: 
     return np.where(np.isfinite(learnt), learnt, fallback_w)
 
 
-def correct_recent_error(forecast: np.ndarray, last_error: float, rho: float) -> np.ndarray:
-    """Forecast corrected by the last observed error, decaying as an AR(1) error would [same unit].
-
-    f'_h = f_h + ρ^(h+1) · e_{−1}, e_{−1} = actual − forecast of the slot just finished;
-    clipped at 0 (powers and weather factors are never negative).
-    """
-    if not 0 <= rho < 1:
-        raise ValueError("rho must be in [0, 1)")
-    decay = rho ** np.arange(1, len(forecast) + 1)
-    return np.maximum(0.0, np.asarray(forecast, dtype=float) + decay * last_error)
-
-
 @dataclass(frozen=True)
 class HallProfile:
     """What the forecaster knows of a hall (plain values; the daemon fills it from ems.config.SiteConfig).
@@ -250,23 +238,3 @@ class HallProfile:
     tilt_deg: float = 20.0
     azimuth_deg: float = 180.0
     profile: str = "community_hall"
-
-
-def hall_forecast(hall: HallProfile, times: Sequence[datetime], price_buy: Sequence[float],
-                  price_sell: Sequence[float], weather_factor: float | Sequence[float] = 1.0,
-                  load_history: WeeklyProfile | None = None, critical_history: WeeklyProfile | None = None):
-    """A validated :class:`~optimizer.inputs.SiteForecast` for ``times`` (slot starts).
-
-    PV: clear sky × weather factor; load and critical load: the learnt
-    same-weekday profiles where they have data, else the configured ones.
-    """
-    from optimizer.inputs import SiteForecast  # local: inputs does not need the forecaster
-
-    step = times[1] - times[0] if len(times) > 1 else timedelta(minutes=30)
-    load = forecast_load_w(times, configured_load_w(times, hall.base_w, hall.peak_w, hall.profile, slot=step),
-                           load_history)
-    crit = forecast_load_w(times, configured_critical_w(times, hall.critical_w, slot=step), critical_history)
-    pv = clear_sky_pv_w(times, hall.lat, hall.lon, hall.pv_capacity_w, hall.tilt_deg, hall.azimuth_deg,
-                        weather_factor, slot=step)
-    return SiteForecast.from_columns(times, price_buy=price_buy, price_sell=price_sell, load_w=load, pv_w=pv,
-                                     critical_load_w=crit)

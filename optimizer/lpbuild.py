@@ -42,8 +42,8 @@ class SparseLP:
         r, c, v = np.broadcast_arrays(np.asarray(rows), np.asarray(cols), np.asarray(values, dtype=float))
         self._trip.append((r.ravel().astype(np.int64), c.ravel().astype(np.int64), v.ravel().astype(float)))
 
-    def to_highs(self, sense_minimize: bool = True) -> highspy.Highs:
-        """A quiet ``highspy.Highs`` holding this LP."""
+    def to_highs(self) -> highspy.Highs:
+        """A quiet ``highspy.Highs`` holding this LP (minimising)."""
         lower, upper, cost = (np.concatenate([c[i] for c in self._cols]) for i in range(3))
         rlo, rup = ((np.concatenate([r[i] for r in self._rows]) if self._rows else np.zeros(0)) for i in range(2))
         if self._trip:
@@ -76,13 +76,9 @@ class SparseLP:
         lp.a_matrix_.start_ = start
         lp.a_matrix_.index_ = cols.astype(np.int32)
         lp.a_matrix_.value_ = vals
-        lp.sense_ = highspy.ObjSense.kMinimize if sense_minimize else highspy.ObjSense.kMaximize
+        lp.sense_ = highspy.ObjSense.kMinimize
         h = highspy.Highs()
         h.setOptionValue("output_flag", False)
         h.passModel(lp)
         return h
 
-
-def model_ok(h: highspy.Highs) -> bool:
-    """True when HiGHS reports an optimal solution."""
-    return h.getModelStatus() == highspy.HighsModelStatus.kOptimal

@@ -52,7 +52,6 @@ class SitePlanner:
         self._solver_factory = solver_factory
         self._lp: dict[tuple, _Built] = {}
         self._milp: dict[tuple, _Built] = {}
-        self.last_run: RunData | None = None
 
     def _key(self, forecast: SiteForecast) -> tuple:
         p = self.policy
@@ -83,7 +82,6 @@ class SitePlanner:
         if now.tzinfo is None:
             raise ValueError("now must be timezone-aware")
         run = prepare_run(forecast, self.policy, soc_pct, mode, self.settings, commitments, event_time)
-        self.last_run = run
         key = self._key(forecast)
         built, build_ms = self._get(self._lp, key, milp=False)
         tick = time.perf_counter()

@@ -28,9 +28,10 @@ def test_forecast_errors_cost_something():
     assert noisy.pct_of_perfect("mpc") < 100.0 - 0.5
 
 
-def test_bad_execution_mode():
-    with pytest.raises(ValueError):
-        run_backtest(days=1, execution="teleport")
+@pytest.mark.parametrize("mode", ["teleport", "grid", "surplus"])
+def test_bad_execution_mode(mode):
+    with pytest.raises(ValueError, match="'battery' or 'selfuse'"):
+        run_backtest(days=1, execution=mode)
 
 
 def test_benchmark_script_prints_figures(capsys, tmp_path):

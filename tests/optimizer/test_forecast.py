@@ -5,8 +5,8 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 import pytest
 
-from optimizer.forecast import (clear_sky_pv_w, configured_critical_w, configured_load_w, correct_recent_error,
-                                forecast_load_w, learn_profile)
+from optimizer.forecast import (clear_sky_pv_w, configured_critical_w, configured_load_w, forecast_load_w,
+                                learn_profile)
 
 JST = timezone(timedelta(hours=9))
 DAY = [datetime(2025, 6, 21, tzinfo=JST) + timedelta(minutes=30 * i) for i in range(48)]
@@ -51,24 +51,3 @@ def test_learnt_profile_with_fallback():
     assert forecast_load_w(monday, fallback, None)[0] == 777.0
     with pytest.raises(ValueError):
         learn_profile(hist_times, values[:-1])
-
-
-def test_recent_error_correction_decays():
-    out = correct_recent_error(np.array([100.0, 100.0, 100.0]), 50.0, 0.5)
-    assert out.tolist() == pytest.approx([125, 112.5, 106.25])
-    assert correct_recent_error(np.array([10.0]), -50.0, 0.9)[0] == 0.0
-    with pytest.raises(ValueError):
-        correct_recent_error(np.zeros(2), 1.0, 1.0)
-
-
-def test_hall_forecast_combines_everything():
-    from optimizer.forecast import HallProfile, hall_forecast
-    hall = HallProfile(lat=35.5, lon=134.2, pv_capacity_w=10_000, base_w=540, peak_w=3600, critical_w=900)
-    hist = learn_profile(DAY, np.full(48, 1234.0))  # a Saturday's history
-    f = hall_forecast(hall, DAY, [20.0] * 48, [10.0] * 48, weather_factor=0.5, load_history=hist)
-    assert f.n == 48 and np.all(f.load_w == 1234.0)
-    assert np.allclose(f.pv_w, clear_sky_pv_w(DAY, 35.5, 134.2, 10_000, weather_factor=0.5))
-    assert np.allclose(f.critical_load_w, configured_critical_w(DAY, 900))
-    monday = [t + timedelta(days=2) for t in DAY]
-    assert np.allclose(hall_forecast(hall, monday, [20.0] * 48, [10.0] * 48).load_w,
-                       configured_load_w(monday, 540, 3600))
