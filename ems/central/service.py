@@ -321,9 +321,14 @@ class CentralService:
         slot = timedelta(minutes=self.fleet.fleet.slot_minutes)
         return preview(self.fleet.sites, self.store.snapshot(), power_w, start, end, slot, self.clock())
 
-    def dispatch(self, power_w: float, start: datetime, end: datetime, reason: str, actor: str) -> Operation:
-        """Allocate and send dispatch leases to the halls; audited per command."""
-        pre = self.preview_dispatch(power_w, start, end)
+    def dispatch(self, power_w: float, start: datetime, end: datetime, reason: str, actor: str,
+                 preview: DispatchPreview | None = None) -> Operation:
+        """Allocate and send dispatch leases to the halls; audited per command.
+
+        ``preview`` is an allocation the caller already computed for this same request (the API checks it
+        before sending): passing it means the commands sent are exactly the ones that were checked, and the
+        LP is solved once.  Without it the request is allocated here."""
+        pre = preview if preview is not None else self.preview_dispatch(power_w, start, end)
         now = self.clock()
         op = Operation(OperationLog.new_id(now), "dispatch", actor, reason, now,
                        {"power_w": power_w, "start": start.isoformat(), "end": end.isoformat()},

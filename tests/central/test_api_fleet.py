@@ -81,6 +81,35 @@ def test_unanswered_commands_time_out():
     assert op.commands[0].status == "ok" and op.done
 
 
+def test_dispatch_solves_once_and_sends_the_allocation_it_checked(api, env, monkeypatch):
+    import ems.central.service as service_module
+
+    solved = []
+    real = service_module.preview
+
+    def counting(*args, **kw):
+        pre = real(*args, **kw)
+        solved.append(pre)
+        return pre
+
+    monkeypatch.setattr(service_module, "preview", counting)
+    start = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    body = {"power_kw": 5, "start": start.isoformat(), "end": (start + timedelta(hours=1)).isoformat(),
+            "reason": "call 7"}
+    r = api.bearer("otto").post("/api/vpp/dispatch", json=body)
+    assert r.status_code == 200, r.text
+    assert len(solved) == 1  # the 409 check and the commands come from one solve
+    leases = {(site, s.isoformat(), e.isoformat(), target)
+              for site, ls in solved[0].leases().items() for s, e, target in ls}
+    sent = {(env_["site"], env_["payload"]["start"], env_["payload"]["end"], env_["payload"]["power_w"])
+            for env_ in env.link.commands("dispatch")}
+    assert leases and sent == leases
+    assert r.json()["details"]["preview"] == solved[0].to_dict()
+    # Without a preview given, the service still allocates on its own (one more solve).
+    env.service.dispatch(5000, start, start + timedelta(hours=1), "call 8", "otto")
+    assert len(solved) == 2
+
+
 def test_return_to_vpp_is_its_own_action(api, env):
     c = api.bearer("mika")
     op = c.post("/api/disaster/return", json={"scope": "sites", "sites": ["hall-05"], "reason": "warning lifted",

@@ -96,7 +96,9 @@ def vpp_dispatch(body: DispatchRequest, request: Request, who: Principal = Depen
     if not pre.leases():
         raise HTTPException(409, "no hall can take part in this request: " + (
             ", ".join(f"{s} ({why})" for s, why in sorted(pre.excluded.items())) or pre.status))
-    op = service.dispatch(body.power_kw * 1000, body.start, body.end, body.reason.strip(), who.username)
+    # The checked allocation is the one sent: solving again could give other leases than the 409 check saw.
+    op = service.dispatch(body.power_kw * 1000, body.start, body.end, body.reason.strip(), who.username,
+                          preview=pre)
     return op.to_dict()
 
 
