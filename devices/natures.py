@@ -254,9 +254,14 @@ class BatteryDevice(ModbusDevice):
     async def _set_power_124(self, client: RegisterClient, w: float) -> None:
         # Model 124 has only WChaMax; SunSpec inverters use it as the base of
         # both InWRte and OutWRte when no separate discharge maximum exists.
-        base = (await client.read_named(["m124.WChaMax"])).get("m124.WChaMax")
+        # One read for the base and the rates' scale factor, passed to both
+        # rate writes (each would otherwise re-read it).
+        known = await client.read_named(["m124.WChaMax", "m124.InOutWRte_SF"])
+        base, rate_sf = known.get("m124.WChaMax"), known.get("m124.InOutWRte_SF")
         if not base:
             raise DeviceError(self.id, "config", "m124.WChaMax (maximum charge rate) is not available: cannot scale a setpoint")
+        if rate_sf is None:
+            raise DeviceError(self.id, "config", "m124.InOutWRte_SF (rate scale factor) is not available: cannot scale a setpoint")
         pct = abs(w) / float(base) * 100.0
         if pct > 100.0 + 1e-9:
             raise DeviceError(
@@ -265,8 +270,8 @@ class BatteryDevice(ModbusDevice):
         out_pct, in_pct = (pct, 0.0) if w > 0 else (0.0, pct)
         # Rates and revert timer first, the mode bits last: the mode must never
         # act on the previous command's rates.
-        await client.write_point("m124.OutWRte", out_pct)
-        await client.write_point("m124.InWRte", in_pct)
+        await client.write_point("m124.OutWRte", out_pct, exponent=int(rate_sf))
+        await client.write_point("m124.InWRte", in_pct, exponent=int(rate_sf))
         if "m124.InOutWRte_RvrtTms" in client.regmap.by_name:
             await client.write_point("m124.InOutWRte_RvrtTms", int(round(self.revert_timeout_s)))
         # Both limits active: zero on one side forbids that direction, so the

@@ -42,10 +42,6 @@ class PointValues:
     values: dict[str, Value]
     rejected: dict[str, str] = field(default_factory=dict)
 
-    def by_field(self, regmap: RegisterMap) -> dict[str, Value]:
-        """Values keyed by canonical field name (only bound points)."""
-        return {f: self.values.get(p.name) for f, p in regmap.by_field.items()}
-
 
 class RegisterClient:
     """Reads/writes the points of ``regmap`` on ``unit`` behind ``connection``.
@@ -189,12 +185,17 @@ class RegisterClient:
         except KeyError:
             raise DeviceError(self.device_id, "config", f"map {self.regmap.name} has no point {name!r}") from None
 
-    async def write_point(self, name: str, value: Any, *, verify: bool = True) -> None:
+    async def write_point(
+        self, name: str, value: Any, *, verify: bool = True, exponent: int | None = None
+    ) -> None:
         """Write ``value`` (our units and sign) to point ``name`` and verify by read-back.
 
         FC6 for one register, FC16 for several.  Read-back must match within
-        one raw LSB (floats: relative 1e-6).  Raises :class:`DeviceError`:
-        "config" (no such point / not writable / scale factor unavailable),
+        one raw LSB (floats: relative 1e-6).  ``exponent``: the value of the
+        point's scale factor when the caller has just read it (saves one read
+        request per write); None reads it from the device.  Raises
+        :class:`DeviceError`: "config" (no such point / not writable / scale
+        factor unavailable, out of [-10, 10], or given for an unscaled point),
         "invalid_value" (NaN, outside the point's range, does not fit),
         "write_verify" (read-back differs), or transport kinds.
         """
@@ -208,11 +209,18 @@ class RegisterClient:
                 self.device_id, "invalid_value",
                 f"{name}: {value:g} {p.unit} is outside the allowed range [{p.range[0]:g}, {p.range[1]:g}]",
             )
-        exponent = None
-        if p.scale_factor is not None:
+        if p.scale_factor is None:
+            if exponent is not None:
+                raise DeviceError(self.device_id, "config", f"{name}: has no scale factor, got exponent {exponent!r}")
+        elif exponent is None:
+            # read_named applies the same [-10, 10] check (None when outside).
             exponent = (await self.read_named([p.scale_factor])).get(p.scale_factor)
             if exponent is None:
                 raise DeviceError(self.device_id, "config", f"{name}: scale factor {p.scale_factor} is not available")
+        elif isinstance(exponent, bool) or not isinstance(exponent, int) or not -10 <= exponent <= 10:
+            raise DeviceError(
+                self.device_id, "config", f"{name}: scale factor {p.scale_factor} = {exponent!r} is not in [-10, 10]"
+            )
         try:
             words = codec.encode(self.regmap, p, value, exponent)
         except (ValueError, OverflowError) as exc:

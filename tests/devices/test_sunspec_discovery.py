@@ -12,6 +12,8 @@ from devices.readings import BatteryState, Nature
 from devices.sunspec import build_image, discover
 from tests.devices.fakes import FakeModbusServer, UnitTables
 
+FC_WRITE_SINGLE = 6
+
 PV_MODELS = [
     (1, {"Mn": "ShelterSim", "Md": "PV-10", "SN": "hall-01-pv", "Vr": "1.2"}),
     (103, {"W": 4321, "W_SF": 0, "WH": 1_234_567, "WH_SF": 0, "Hz": 60.0, "St": 4}),
@@ -156,3 +158,82 @@ async def test_sunspec_battery_without_storage_power_fails_clearly():
         finally:
             await conn.close()
     assert info.value.kind == "not_sunspec" and "power_w" in info.value.message
+
+
+async def _sunspec_battery(srv):
+    conn = ModbusConnection.tcp("127.0.0.1", srv.port, 2.0)
+    dev = BatteryDevice(battery_cfg(), conn, revert_timeout_s=20)
+    await dev.read()  # discovery
+    m124 = next(b for b in dev.sunspec_info.blocks if b.model_id == 124).address
+    return conn, dev, m124
+
+
+async def test_sunspec_setpoint_reads_base_and_rate_scale_factor_once():
+    # Before: 12 requests per set_power_w (each rate write re-read InOutWRte_SF,
+    # WChaMax read on its own); now 2 reads, then 4 writes each verified.
+    async with FakeModbusServer({1: unit_with(build_image(BATTERY_MODELS))}) as srv:
+        conn, dev, m124 = await _sunspec_battery(srv)
+        try:
+            n = len(srv.requests)
+            await dev.set_power_w(-4500)  # charge 4.5 kW = 75 % of WChaMax
+            sent = [(r.function_code, r.address - m124) for r in srv.requests[n:]]
+            assert (srv.get(1, m124 + 10)[0], srv.get(1, m124 + 11)[0], srv.get(1, m124 + 3)[0]) == (0, 750, 0b11)
+        finally:
+            await conn.close()
+    assert len(sent) == 10
+    # WChaMax; WChaMax_SF .. InOutWRte_SF in one request.
+    assert sent[:2] == [(3, 0), (3, 16)]
+    # Every write (FC6) is followed by its read-back at the same register.
+    writes = [(FC_WRITE_SINGLE, off) for off in (10, 11, 13, 3)]  # OutWRte, InWRte, RvrtTms, StorCtl_Mod
+    assert sent[2:] == [x for w in writes for x in (w, (3, w[1]))]
+
+
+async def test_sunspec_write_point_with_known_exponent():
+    async with FakeModbusServer({1: unit_with(build_image(BATTERY_MODELS))}) as srv:
+        conn, dev, m124 = await _sunspec_battery(srv)
+        try:
+            client = await dev.client()
+            n = len(srv.requests)
+            await client.write_point("m124.OutWRte", 12.3, exponent=-1)
+            assert srv.get(1, m124 + 10) == [123]
+            assert [r.function_code for r in srv.requests[n:]] == [FC_WRITE_SINGLE, 3]  # no scale-factor read
+            await client.write_point("m124.OutWRte", 12, exponent=0)  # the given exponent wins over the device's -1
+            assert srv.get(1, m124 + 10) == [12]
+            n = len(srv.requests)
+            errors = []
+            for name, exp in [("m124.StorCtl_Mod", 0), ("m124.OutWRte", 11), ("m124.OutWRte", -11),
+                              ("m124.OutWRte", 1.5)]:
+                with pytest.raises(DeviceError) as info:
+                    await client.write_point(name, 1, exponent=exp)
+                errors.append(info.value)
+            assert len(srv.requests) == n  # refused before sending anything
+        finally:
+            await conn.close()
+    assert all(e.kind == "config" for e in errors)
+    assert "no scale factor" in errors[0].message
+    assert all("InOutWRte_SF" in e.message and "[-10, 10]" in e.message for e in errors[1:])
+
+
+async def test_sunspec_setpoint_still_verified_by_read_back():
+    async with FakeModbusServer({1: unit_with(build_image(BATTERY_MODELS))}) as srv:
+        conn, dev, m124 = await _sunspec_battery(srv)
+        srv.units[1].ignore_writes = True
+        try:
+            with pytest.raises(DeviceError) as info:
+                await dev.set_power_w(3000)
+        finally:
+            await conn.close()
+    assert info.value.kind == "write_verify" and "m124.OutWRte" in info.value.message
+
+
+async def test_sunspec_setpoint_without_rate_scale_factor_writes_nothing():
+    async with FakeModbusServer({1: unit_with(build_image(BATTERY_MODELS))}) as srv:
+        conn, dev, m124 = await _sunspec_battery(srv)
+        srv.set(1, m124 + 23, [0x8000])  # InOutWRte_SF: not implemented
+        try:
+            with pytest.raises(DeviceError) as info:
+                await dev.set_power_w(3000)
+        finally:
+            await conn.close()
+    assert info.value.kind == "config" and "InOutWRte_SF" in info.value.message
+    assert srv.count(function_code=FC_WRITE_SINGLE) == 0
