@@ -267,9 +267,12 @@ def run_backtest(days: int = 28, seed: int = 7, horizon: int = 48, hall: Hall = 
     tick = time.perf_counter()
     pf_settings = PlanSettings(**{**_fields(settings), "terminal_value_jpy_per_kwh": value})
     run = prepare_run(actual.window(0, n), p, soc_pct, "vpp", pf_settings)
-    lp = DirectSiteLP(n, dt, p.charge_efficiency, p.discharge_efficiency)
+    lp = DirectSiteLP(n, dt, p.charge_efficiency, p.discharge_efficiency, settings.self_discharge_per_h)
     lp.load(run)
-    lp.solve()
+    ok, _, _ = lp.solve()
+    if not ok:  # a bound that is not the optimum must never be printed as "perfect"
+        status = lp.highs.modelStatusToString(lp.highs.getModelStatus())
+        raise RuntimeError(f"perfect-foresight LP over {n} slots not solved to optimality: {status}")
     s = lp.schedule()
     batt = s.discharge_w - s.charge_w
     result.strategies["perfect"] = _totals("perfect", world, n, s.grid_import_w, s.grid_export_w, batt, s.soc_wh,

@@ -3,7 +3,10 @@
 import pytest
 
 from benchmarks.bench_optimizer import main as bench_main
+from optimizer import backtest
 from optimizer.backtest import ErrorModel, run_backtest
+from optimizer.highs_direct import DirectSiteLP
+from optimizer.settings import PlanSettings
 
 
 def test_perfect_foresight_bounds_the_others():
@@ -55,3 +58,34 @@ def test_a_misconfigured_hall_is_learnt_and_learning_pays():
     assert f["skill_w"][f["load_model"]] < 0.7 * f["skill_w"]["configured"], f
     assert res.strategies["mpc"].reserve_violations == 0
     assert res.pct_of_perfect("mpc") > res.pct_of_perfect("rule") + 5
+
+
+class _RecordingLP(DirectSiteLP):
+    """The direct LP, remembering its self-discharge; ``stop_at_once`` makes HiGHS give up before the optimum."""
+
+    made: list["_RecordingLP"] = []
+    stop_at_once = False
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        _RecordingLP.made.append(self)
+
+    def solve(self):
+        if self.stop_at_once:
+            self.highs.setOptionValue("presolve", "off")
+            self.highs.setOptionValue("simplex_iteration_limit", 0)
+        return super().solve()
+
+
+def test_perfect_foresight_uses_the_planners_self_discharge(monkeypatch):
+    monkeypatch.setattr(backtest, "DirectSiteLP", _RecordingLP)
+    monkeypatch.setattr(_RecordingLP, "made", [])
+    run_backtest(days=1, seed=11, settings=PlanSettings(self_discharge_per_h=0.002))
+    assert [lp.keep for lp in _RecordingLP.made] == [pytest.approx(1 - 0.002 * 0.5)]
+
+
+def test_a_failed_perfect_foresight_lp_raises(monkeypatch):
+    monkeypatch.setattr(backtest, "DirectSiteLP", _RecordingLP)
+    monkeypatch.setattr(_RecordingLP, "stop_at_once", True)
+    with pytest.raises(RuntimeError, match="not solved to optimality: .*[Ll]imit"):
+        run_backtest(days=1, seed=11)
