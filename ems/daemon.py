@@ -389,7 +389,8 @@ class EdgeDaemon:
         now = snap.time
 
         critical, pv = self._critical_forecast(now)
-        floor_mode = mode if mode in (Mode.VPP, Mode.DISASTER_RESERVE, Mode.MANUAL) else state.requested.mode
+        # The effective mode is safe, islanded or the requested one: the floor always follows the request.
+        floor_mode = state.requested.mode
         floor_wh = self._lookahead_floor(floor_mode, critical, pv)
 
         plan = self.plan_source.setpoint_at(snap, mode) if self.plan_source is not None else None

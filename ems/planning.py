@@ -174,6 +174,7 @@ class OptimizerPlanSource:
                                      is_dark=self._is_dark)
         self.history_file = history_path(state_dir, site.id) if state_dir is not None else None
         self._restored = False
+        self._dark_minute: tuple[datetime, bool] | None = None
         cloud = site.simulator.cloud_factor if site.simulator else 0.2
         self.weather_factor = weather_factor if weather_factor is not None else 1.0 - cloud
         self.deviation_w = deviation_w if deviation_w is not None else 0.5 * site.inverter.rated_w
@@ -235,10 +236,18 @@ class OptimizerPlanSource:
 
     # -- internals ---------------------------------------------------------------------
     def _is_dark(self, t: datetime) -> bool:
-        """No sun on the panels at ``t``: a sleeping inverter's silence then means 0 W, not unknown."""
-        p = self.profile
-        return float(clear_sky_pv_w([t], p.lat, p.lon, max(p.pv_capacity_w, 1.0), p.tilt_deg, p.azimuth_deg,
-                                    slot=timedelta(minutes=1))[0]) < 1.0
+        """No sun on the panels at ``t``: a sleeping inverter's silence then means 0 W, not unknown.
+
+        Asked every cycle while the inverter sleeps; the sun moves little in a
+        minute, so the answer (~80 µs of sun geometry) is kept per minute.
+        """
+        minute = t.replace(second=0, microsecond=0)
+        if self._dark_minute is None or self._dark_minute[0] != minute:
+            p = self.profile
+            dark = float(clear_sky_pv_w([minute], p.lat, p.lon, max(p.pv_capacity_w, 1.0), p.tilt_deg,
+                                        p.azimuth_deg, slot=timedelta(minutes=1))[0]) < 1.0
+            self._dark_minute = (minute, dark)
+        return self._dark_minute[1]
 
     def _learn(self, snap: SiteSnapshot, mode: Mode) -> None:
         """Average the measured load and PV over each slot and teach the forecaster each finished one.

@@ -200,9 +200,11 @@ async def test_daemon_follows_the_optimizer_plan_through_the_guard(tmp_path):
         await wait_for(lambda: r.mode() is Mode.VPP, what="vpp")
         await wait_for(lambda: "plan optimal" in r.daemon.status.plan_reason, what="a setpoint from the plan")
         assert src.plans_made >= 1
-        # Whatever the plan asks, the written setpoint is inside the guard's range.
+        # The plan's setpoint goes through the guard to the battery's register.
         s = r.daemon.status
         assert -r.daemon.policy.max_charge_w - 1e-6 <= s.setpoint_w <= r.daemon.policy.max_discharge_w + 1e-6
+        await wait_for(lambda: abs(r.sim.physics.state.setpoint_w - r.daemon.status.setpoint_w) < 1.0,
+                       what="the planned setpoint in the simulator's register")
         r.daemon.request_mode(ModeRequest(Mode.DISASTER_RESERVE, "drill", "staff:test", datetime.now(timezone.utc)))
         await wait_for(lambda: r.mode() is Mode.DISASTER_RESERVE, what="disaster_reserve")
         await wait_for(lambda: src.plan is not None and src.plan.mode == "disaster_reserve",
