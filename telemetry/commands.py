@@ -18,13 +18,12 @@ Signs: ``power_w`` [W] positive = battery discharging (see devices.readings).
 from __future__ import annotations
 
 import json
-import math
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from devices.configfile import field_path
 from telemetry.mqtt_topics import COMMAND_KINDS, SITE_ID_RE
@@ -41,13 +40,8 @@ CommandId = Annotated[str, Field(pattern=r"^[A-Za-z0-9._:-]{1,64}$")]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-def _finite(v: float) -> float:
-    if not math.isfinite(v):
-        raise ValueError("must be a finite number")
-    return v
+    # allow_inf_nan=False: NaN/inf in any float field (power_w, hold_s) is refused by name.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class ModePayload(_Strict):
@@ -66,8 +60,6 @@ class DispatchPayload(_Strict):
     end: AwareDatetime
     reason: str = Field(default="", max_length=500)
 
-    _f = field_validator("power_w")(_finite)
-
     @model_validator(mode="after")
     def _window(self) -> "DispatchPayload":
         if self.end <= self.start:
@@ -83,8 +75,6 @@ class SetpointPayload(_Strict):
     power_w: float = Field(ge=-MAX_COMMAND_POWER_W, le=MAX_COMMAND_POWER_W)
     device: str = Field(default="battery", pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")
     hold_s: float | None = Field(default=None, gt=0, le=86_400)
-
-    _f = field_validator("power_w")(_finite)
 
 
 PAYLOADS: dict[str, type[_Strict]] = {"mode": ModePayload, "dispatch": DispatchPayload, "setpoint": SetpointPayload}

@@ -86,6 +86,22 @@ def test_dispatch_payload_checks(payload, words):
     assert r.code == "malformed" and words in r.message
 
 
+@pytest.mark.parametrize("kind, payload, field", [
+    ("dispatch", {"power_w": bad, "start": NOW.isoformat(), "end": (NOW + timedelta(hours=1)).isoformat()},
+     "payload.power_w") for bad in ("NaN", "Infinity", "-inf", float("nan"), float("inf"), float("-inf"))
+] + [
+    ("setpoint", {"power_w": bad}, "payload.power_w") for bad in ("NaN", float("nan"), float("-inf"))
+] + [
+    ("setpoint", {"power_w": 100, "hold_s": bad}, "payload.hold_s") for bad in (float("nan"), float("inf"))
+])
+def test_nan_and_inf_are_refused_naming_the_field(kind, payload, field):
+    # json.dumps writes float nan/inf as the bare NaN/Infinity tokens, which json.loads accepts.
+    r = refusal(env(kind=kind, payload=payload), kind=kind)
+    assert r.code == "malformed" and f"{field}: Input should be a finite number" in r.message, r.message
+    with pytest.raises(ValueError, match="finite number"):
+        new_command("hall-01", kind, payload, "central", now=NOW)
+
+
 def test_new_command_round_trips_and_refuses_bad_payload():
     e = new_command("hall-01", "setpoint", {"power_w": 1000}, "central", now=NOW)
     cmd = parse_command(json.dumps(e), "hall-01", "setpoint", NOW + timedelta(seconds=1))
