@@ -114,12 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="use the embedded Python MQTT broker even when Mosquitto is installed")
     p.set_defaults(func=_cmd_demo)
 
-    try:
-        from ems.plan_cli import add_plan_parser
-    except ImportError:  # optimizer CLI not installed in this build
-        pass
-    else:
-        add_plan_parser(sub)
+    from ems.plan_cli import add_plan_parser
+
+    add_plan_parser(sub)
 
     from ems.central.cli import add_central_parser
     from ems.central.users_cli import add_users_parser

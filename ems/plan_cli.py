@@ -7,9 +7,8 @@ inputs.csv: ``time`` (ISO 8601 with offset, one row per slot, regular),
 ``price_buy``, ``price_sell`` [JPY/kWh], ``load_w``, ``pv_w``,
 ``critical_load_w`` [W]; other columns are ignored.  plan.csv: see
 :data:`optimizer.plan.PLAN_COLUMNS`.  Bad input exits with status 2 and a
-message naming the file, line and column.  The lead wires
-:func:`add_plan_parser` / :func:`run_plan` into ``ems/cli.py``; ``python -m
-ems.plan_cli`` runs it alone.
+message naming the file, line and column.  ``ems/cli.py`` adds the
+subcommand with :func:`add_plan_parser`; :func:`run_plan` runs it.
 """
 
 from __future__ import annotations
@@ -24,14 +23,11 @@ from pathlib import Path
 
 from devices.configfile import ConfigError
 from ems.config import load_fleet
+from ems.errors import UsageError
 from optimizer.inputs import COLUMNS, InputError, SiteForecast
 from optimizer.plan import PLAN_COLUMNS, Plan
 from optimizer.planner import plan_site
 from optimizer.settings import MODES, PlanSettings
-
-
-class UsageError(Exception):
-    """Bad input to ``ems plan``: the message is shown as is, and the exit status is 2."""
 
 
 def add_plan_parser(subparsers) -> argparse.ArgumentParser:
