@@ -9,8 +9,6 @@
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -45,12 +43,10 @@ def _serial_settings(t: ModbusRtuTransport) -> tuple:
 
 
 def _mqtt_device(config: DeviceConfig, **kwargs: Any) -> Device:
-    if importlib.util.find_spec("devices.mqtt_device") is None:
-        raise NotImplementedError(
-            f"device {config.id}: MQTT transport needs devices/mqtt_device.py (MqttDevice), which is not installed"
-        )
-    module = importlib.import_module("devices.mqtt_device")
-    return module.MqttDevice(config, **kwargs)
+    # Imported here so that sites with only Modbus devices never load paho-mqtt.
+    from devices.mqtt_device import MqttDevice
+
+    return MqttDevice(config, **kwargs)
 
 
 def build_devices(
@@ -67,8 +63,7 @@ def build_devices(
     read.  ``mqtt_kwargs`` are passed to ``MqttDevice`` (e.g. the broker).
     Raises ConfigError for a missing/invalid map or a map of the wrong
     nature, ValueError for a duplicate device id or one serial line
-    configured with two different settings, NotImplementedError for an MQTT
-    device when ``devices/mqtt_device.py`` is missing.
+    configured with two different settings.
     """
     connections: dict[tuple, ModbusConnection] = {}
     serial: dict[tuple, tuple] = {}

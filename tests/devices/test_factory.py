@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from devices import factory
 from devices.config import DeviceConfig
 from devices.configfile import ConfigError
 from devices.factory import build_devices, close_all
@@ -78,13 +77,6 @@ def test_duplicate_ids_and_conflicting_serial_settings():
     ])
     assert same["battery"].connection is same["meter"].connection
     assert same["battery"].connection.name == "rtu:///dev/ttyUSB0"
-
-
-def test_mqtt_device_without_adapter_names_the_device(monkeypatch):
-    monkeypatch.setattr(factory.importlib.util, "find_spec", lambda name: None)
-    mqtt = {"kind": "mqtt", "topic": "hall/bms", "fields": {"soc_pct": "soc", "power_w": "p"}}
-    with pytest.raises(NotImplementedError, match="device bms: MQTT transport needs devices/mqtt_device.py"):
-        build_devices([dev("bms", "battery", mqtt)])
 
 
 async def test_whole_hall_on_one_port():
