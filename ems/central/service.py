@@ -21,15 +21,13 @@ from ems.central.dispatch import DispatchPreview, preview
 from ems.central.history import HistoryBackend, LocalHistory, mode_of
 from ems.central.operations import Operation, OperationLog, SiteCommand
 from ems.config import FleetConfig, SiteConfig
+from ems.jma import JMA_ACTOR
 from telemetry.commands import new_command
 from telemetry.fleet_state import FleetStateStore, SiteView
 from telemetry.mqtt_client import to_json
 from telemetry.mqtt_topics import SiteTopics
 
 log = logging.getLogger(__name__)
-
-#: Actor name of automatic switches caused by JMA warnings (audit and command issuer).
-JMA_ACTOR = "jma-warning-service"
 
 
 def _utcnow() -> datetime:
@@ -365,38 +363,52 @@ class CentralService:
             await asyncio.sleep(self.jma.poll_s)
 
     async def poll_jma_once(self) -> int:
-        """Read new JMA reports and act on them; returns the number of halls switched."""
+        """Read new JMA reports and act on them; returns the number of halls switched.
+
+        Each report is handled on its own (ems.jma.service.poll_once): one that fails is logged with
+        its entry id and shown in the status, and the reports after it are still handled."""
         assert self.jma is not None
+        from ems.jma.service import poll_once
+
+        switched = [0]
+        failed: list[str] = []
+
+        def handle(report: Any, actions: list[Any]) -> None:
+            self._act_on_jma_report(report, actions, switched)
+
+        def on_error(report: Any, exc: Exception) -> None:
+            failed.append(f"handling {getattr(report, 'entry_id', '?')}: {type(exc).__name__}: {exc}")
+
+        count = await poll_once(self.jma.reader, self.jma.trigger, handle, on_error)
+        self.jma_status.last_poll_at = self.clock()
+        self.jma_status.reports_seen += count
+        self.jma_status.switches += switched[0]
+        problems = [p for p in [getattr(self.jma.reader, "last_error", None), *failed] if p]
+        self.jma_status.last_error = "; ".join(problems) or None
+        return switched[0]
+
+    def _act_on_jma_report(self, report: Any, actions: list[Any], switched: list[int]) -> None:
+        """Switch the warned halls (grouped by reason) and suggest returns; ``switched[0]`` counts halls
+        as they are switched, so a failure half way still counts the ones sent."""
         from ems.jma.trigger import SuggestReturn, SwitchToDisaster
 
-        reports = await asyncio.to_thread(self.jma.reader.poll)
-        self.jma_status.last_poll_at = self.clock()
-        self.jma_status.reports_seen += len(reports)
-        switched = 0
-        for report in reports:
-            actions = self.jma.trigger.evaluate(report)
-            to_switch: dict[str, str] = {}
-            for action in actions:
-                if isinstance(action, SwitchToDisaster):
-                    to_switch.setdefault(action.site_id, action.reason)
-                elif isinstance(action, SuggestReturn):
-                    self._suggest(action.site_id, action.reason, getattr(report, "entry_id", ""))
-            if not to_switch:
-                continue
-            entry = getattr(report, "entry_id", "")
-            for site, reason in to_switch.items():
-                self.audit.append(JMA_ACTOR, "jma_warning", site, reason=reason,
-                                  details={"entry_id": entry, "title": getattr(report, "title", "")})
-            by_reason: dict[str, list[str]] = {}
-            for site, reason in to_switch.items():
-                by_reason.setdefault(reason, []).append(site)
-            for reason, sites in by_reason.items():
-                self.switch_mode(sites, "disaster_reserve", reason, JMA_ACTOR, "jma_warning",
-                                 scope={"sites": sites, "jma_entry": entry})
-                switched += len(sites)
-        self.jma_status.switches += switched
-        self.jma_status.last_error = getattr(self.jma.reader, "last_error", None)
-        return switched
+        entry = getattr(report, "entry_id", "")
+        to_switch: dict[str, str] = {}
+        for action in actions:
+            if isinstance(action, SwitchToDisaster):
+                to_switch.setdefault(action.site_id, action.reason)
+            elif isinstance(action, SuggestReturn):
+                self._suggest(action.site_id, action.reason, entry)
+        for site, reason in to_switch.items():
+            self.audit.append(JMA_ACTOR, "jma_warning", site, reason=reason,
+                              details={"entry_id": entry, "title": getattr(report, "title", "")})
+        by_reason: dict[str, list[str]] = {}
+        for site, reason in to_switch.items():
+            by_reason.setdefault(reason, []).append(site)
+        for reason, sites in by_reason.items():
+            self.switch_mode(sites, "disaster_reserve", reason, JMA_ACTOR, "jma_warning",
+                             scope={"sites": sites, "jma_entry": entry})
+            switched[0] += len(sites)
 
     def _suggest(self, site: str, reason: str, entry: str) -> None:
         now = self.clock()

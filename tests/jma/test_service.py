@@ -1,12 +1,11 @@
-"""The poll loop end to end: a folder of sample files -> reader -> trigger -> handler."""
+"""One poll end to end: a folder of sample files -> reader -> trigger -> handler."""
 
-import asyncio
 import shutil
 from pathlib import Path
 
 from ems.config import load_fleet
 from ems.jma.feed import AtomFeedReader
-from ems.jma.service import poll_once, run_warning_service
+from ems.jma.service import poll_once
 from ems.jma.trigger import SuggestReturn, SwitchToDisaster, WarningTrigger
 
 from .helpers import SAMPLES
@@ -51,17 +50,20 @@ async def test_a_failing_handler_does_not_stop_the_loop(tmp_path, caplog):
     assert sorted(calls) == ["vpww53", "vpww54"] and "broker down" in caplog.text
 
 
-async def test_run_until_stopped(tmp_path):
-    folder, reader, trigger = setup(tmp_path)
-    stop = asyncio.Event()
-    seen = []
-    task = asyncio.create_task(run_warning_service(reader, trigger, lambda r, a: seen.append(r), interval_s=0.05,
-                                                   stop=stop))
-    shutil.copy(SAMPLES / "typhoon_approach.xml", folder / "typhoon.xml")
-    for _ in range(400):  # up to 20 s on a loaded machine
-        if seen:
-            break
-        await asyncio.sleep(0.05)
-    stop.set()
-    await asyncio.wait_for(task, timeout=30)
-    assert [r.report_type for r in seen] == ["typhoon"]
+async def test_a_failing_report_is_logged_with_its_entry_and_the_next_is_still_handled(tmp_path, caplog):
+    _, reader, trigger = setup(tmp_path, "vpww53_tottori_issued.xml", "vpww54_sakaiminato_storm_surge.xml")
+    real_evaluate = trigger.evaluate
+    handled, errors = [], []
+
+    def evaluate(report):  # the first report breaks the trigger itself
+        if report.format == "vpww53":
+            raise ValueError("odd area")
+        return real_evaluate(report)
+
+    trigger.evaluate = evaluate
+    assert await poll_once(reader, trigger, lambda r, a: handled.append((r.format, a)),
+                           on_error=lambda r, exc: errors.append((r.entry_id, str(exc)))) == 2
+    assert [(f, {x.site_id for x in a}) for f, a in handled] == [("vpww54", {"hall-06"})]
+    [(entry, message)] = errors
+    assert "vpww53_tottori_issued.xml" in entry and message == "odd area"
+    assert entry in caplog.text
