@@ -114,9 +114,10 @@ def prepare_run(forecast: SiteForecast, policy: SafetyPolicy, soc_pct: float, mo
 
 
 def _set_indexed(param: pyo.Param, values: np.ndarray) -> None:
-    """Assign one value per slot to an indexed mutable Param."""
-    for t, v in enumerate(values.tolist()):
-        param[t] = v
+    """Assign one value per slot to an indexed mutable Param (slots 0..n-1, plain floats)."""
+    # check=False skips Pyomo's per-item index and domain checks (the Params are
+    # indexed 0..n-1 over Reals, and load_data checked n): a third of a re-solve before.
+    param.store_values(dict(enumerate(values.tolist())), check=False)
 
 
 def load_data(m: pyo.ConcreteModel, run: RunData) -> None:

@@ -10,7 +10,8 @@ a 48-slot site), which costs ten times the HiGHS solve.
 
 :class:`ParamPush` compiles those same helpers once into sparse affine maps
 (value = constant + Σ coefficient × Param) and on each re-solve evaluates
-them with numpy and pushes them with four vectorised HiGHS calls; HiGHS then
+them with numpy and pushes them with a few vectorised HiGHS calls (the
+objective offset only if it depends on a Param); HiGHS then
 restarts from its previous basis.  The Params remain the model's only input:
 change them, call :meth:`PersistentHighs.solve`.  If a helper is not affine
 in the Params (checked numerically at compile time), the interface's own
@@ -160,7 +161,7 @@ class ParamPush:
         var_map, con_map = opt._pyomo_var_to_solver_var_map, opt._pyomo_con_to_solver_con_map
         self.col_lo, self.col_up, self.row_lo, self.row_up, self.cost = (_Affine() for _ in range(5))
         cols, rows, cost_cols = [], [], []
-        self.other = []  # helpers we leave to the interface (mutable matrix coefficients, objective offset)
+        self.other = []  # helpers we leave to the interface (mutable matrix coefficients)
         for _, helper in opt._mutable_bounds.values():
             lo, lo_clamp = _split_clamp(helper.lower_expr, NPV_MaxExpression)
             up, up_clamp = _split_clamp(helper.upper_expr, NPV_MinExpression)
@@ -179,8 +180,11 @@ class ParamPush:
         for helper in obj.linear_coefs:
             self.cost.add(helper.expr, index, -np.inf)
             cost_cols.append(var_map[helper.pyomo_var_id])
-        self.other.append(obj.constant)
-        for a in (self.col_lo, self.col_up, self.row_lo, self.row_up, self.cost):
+        # The objective offset: set once by the interface; pushed again only if it depends on Params.
+        self.offset = _Affine()
+        self.offset.add(obj.constant.expr, index, -np.inf)
+        self.offset_moves = bool(self.offset.rows)
+        for a in (self.col_lo, self.col_up, self.row_lo, self.row_up, self.cost, self.offset):
             a.freeze()
         self.cols = np.array(cols, dtype=np.int32)
         self.rows = np.array(rows, dtype=np.int32)
@@ -198,6 +202,8 @@ class ParamPush:
                                self.row_up.evaluate(p, np.minimum))
         if len(self.cost_cols):
             h.changeColsCost(len(self.cost_cols), self.cost_cols, self.cost.evaluate(p, np.maximum))
+        if self.offset_moves:
+            h.changeObjectiveOffset(float(self.offset.evaluate(p, np.maximum)[0]))
         for helper in self.other:
             helper.update()
 

@@ -3,6 +3,7 @@
 from datetime import timedelta
 
 import numpy as np
+import pyomo.environ as pyo
 import pytest
 
 from optimizer.planner import SitePlanner, plan_site
@@ -48,6 +49,26 @@ def test_compiled_push_matches_the_interface_update():
         f, soc, mode = random_case(rng)
         a, b = fast.plan(f, soc, mode), slow.plan(f, soc, mode)
         assert a.objective_jpy == pytest.approx(b.objective_jpy, rel=1e-9, abs=1e-7)
+
+
+@pytest.mark.parametrize("offset_uses_param", [False, True])
+def test_compiled_push_follows_the_objective_offset(offset_uses_param):
+    """The site model's offset is constant (not pushed); one built on a Param is pushed on every re-solve."""
+    m = pyo.ConcreteModel()
+    m.T = pyo.RangeSet(0, 2)
+    m.lo = pyo.Param(m.T, initialize=0.0, mutable=True)
+    m.k = pyo.Param(initialize=0.0, mutable=True)
+    m.x = pyo.Var(m.T, bounds=lambda m, t: (m.lo[t], 10))
+    m.obj = pyo.Objective(expr=sum(m.x[t] for t in m.T) + (3 * m.k + 1 if offset_uses_param else 7))
+    solver = PersistentHighs(m)
+    assert solver.solve().objective == pytest.approx(1.0 if offset_uses_param else 7.0)
+    assert solver.fast_path and solver._push.offset_moves == offset_uses_param
+    for k, lows in ((2.0, [1.0, 2.0, 3.0]), (-1.0, [0.5, 0.0, 4.0])):
+        m.k = k
+        m.lo.store_values(dict(enumerate(lows)), check=False)  # as optimizer.data loads them
+        expect = sum(lows) + (3 * k + 1 if offset_uses_param else 7)
+        assert solver.solve().objective == pytest.approx(expect)
+        assert solver.values("x") == pytest.approx(lows)
 
 
 def test_time_limit_is_per_solve_not_cumulative():
