@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable, Mapping, Protocol
+from typing import Any, Callable, Mapping, Protocol, Sequence
 
 from devices.aio import cancel_and_wait
 from devices.config import MqttTransport
@@ -517,7 +517,7 @@ async def run_daemon_cli(args: Any) -> int:
                         plan_source=make_plan_source(site, fleet.fleet.slot_minutes, args.rule_only, state_dir))
     stop = asyncio.Event()
     await daemon.start()
-    printer = asyncio.create_task(_print_status(daemon, stop))
+    printer = asyncio.create_task(print_status_lines([daemon], stop))
     try:
         if args.duration:
             loop = asyncio.get_running_loop()
@@ -553,11 +553,13 @@ def format_status_line(s: DaemonStatus) -> str:
             f"pv {w(s.pv_w)} set {w(s.setpoint_w)} left {hours} cycle {s.stats.last_cycle_ms:.1f}ms")
 
 
-async def _print_status(daemon: EdgeDaemon, stop: asyncio.Event, every_s: float = 5.0) -> None:
+async def print_status_lines(daemons: Sequence[EdgeDaemon], stop: asyncio.Event, every_s: float = 5.0) -> None:
+    """Print one status line per daemon every ``every_s`` [s] until ``stop`` is set."""
     while not stop.is_set():
         try:
             await asyncio.wait_for(stop.wait(), every_s)
         except asyncio.TimeoutError:
             pass
-        if daemon.status is not None:
-            print(format_status_line(daemon.status), flush=True)
+        for daemon in daemons:
+            if daemon.status is not None:
+                print(format_status_line(daemon.status), flush=True)

@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 
 from ems.errors import UsageError
 from ems.config import FleetConfig, load_fleet
-from ems.daemon import DaemonStatus, EdgeDaemon, format_status_line
+from ems.daemon import DaemonStatus, EdgeDaemon, print_status_lines
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +123,7 @@ async def run_demo(args: argparse.Namespace) -> int:
     daemons = list(runtime.daemons.values())
     try:
         if args.plain:
-            await _plain_output(daemons, stop)
+            await print_status_lines(daemons, stop, every_s=2.0)
         else:
             await _live_output(daemons, clock, tz, args.speed, stop)
     except asyncio.CancelledError:
@@ -146,17 +146,6 @@ def start_banner(runtime) -> str:
                  f"MQTT: {runtime.broker.kind} broker on 127.0.0.1 with per-run passwords and the fleet ACL")
     lines.append("  Ctrl-C stops")
     return "\n".join(lines)
-
-
-async def _plain_output(daemons: list[EdgeDaemon], stop: asyncio.Event, every_s: float = 2.0) -> None:
-    while not stop.is_set():
-        try:
-            await asyncio.wait_for(stop.wait(), every_s)
-        except asyncio.TimeoutError:
-            pass
-        for d in daemons:
-            if d.status is not None:
-                print(format_status_line(d.status), flush=True)
 
 
 async def _live_output(daemons: list[EdgeDaemon], clock, tz: ZoneInfo, speed: float, stop: asyncio.Event) -> None:
