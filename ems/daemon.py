@@ -197,13 +197,7 @@ class EdgeDaemon:
         loaded = self.store.load(now, self.alarms)
         if loaded.source == "fallback":
             log.error("%s: mode file unusable, starting in %s", self.site.id, loaded.request.mode.value)
-        scaled = self.cycle_s * self.speed  # simulated seconds per cycle
-        timing = ModeTiming(
-            stale_after_s=self.site.control.stale_cycles * scaled,
-            bad_data_cycles=self.site.control.stale_cycles,
-            grid_return_s=max(10.0, 2 * scaled),
-            max_power_w=self.site.inverter.rated_w,
-        )
+        timing = ModeTiming.from_control(self.site.control, self.site.inverter.rated_w, speed=self.speed)
         self.machine = ModeMachine(self.site.id, loaded.request, timing, now)
         if hasattr(self.plan_source, "use_stale_limit"):  # learn only from readings the mode machine calls fresh
             self.plan_source.use_stale_limit(timing.stale_after_s)

@@ -217,9 +217,18 @@ class ModeTiming:
             raise ValueError("grid_return_s must be >= 0")
 
     @classmethod
-    def from_control(cls, control: Any, max_power_w: float | None = None, **kw: Any) -> "ModeTiming":
-        """From a site's ``ControlSpec`` (cycle_s [s], stale_cycles)."""
-        return cls(stale_after_s=stale_after_s(control.cycle_s, control.stale_cycles),
+    def from_control(cls, control: Any, max_power_w: float | None = None, speed: float = 1.0,
+                     **kw: Any) -> "ModeTiming":
+        """From a site's ``ControlSpec`` (cycle_s [s of wall time], stale_cycles).
+
+        speed: simulated seconds per wall second (1 for a real hall): limits are
+        in the clock's seconds, so a cycle lasts ``cycle_s × speed`` of them.
+        The grid must be back for two cycles (at least 10 s) unless
+        ``grid_return_s`` is given.
+        """
+        cycle = control.cycle_s * speed
+        kw.setdefault("grid_return_s", max(10.0, 2 * cycle))
+        return cls(stale_after_s=stale_after_s(cycle, control.stale_cycles),
                    bad_data_cycles=control.stale_cycles, max_power_w=max_power_w, **kw)
 
 
