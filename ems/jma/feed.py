@@ -84,10 +84,14 @@ def parse_feed(data: bytes, where: str) -> list[FeedEntry]:
 
 class UrlFetcher:
     """``fetch(url) -> bytes`` with urllib: http(s) only, timeout [s], gzip, size cap, and
-    If-Modified-Since for URLs fetched before (the JMA feed asks clients to use it)."""
+    If-Modified-Since for the URLs in ``conditional`` (the JMA feed asks clients to use it).
 
-    def __init__(self, timeout_s: float = 20.0) -> None:
+    Only those URLs are remembered (last body and Last-Modified): caching every entry's report
+    would grow without end in a long-running service, and an entry is fetched once anyway."""
+
+    def __init__(self, timeout_s: float = 20.0, conditional: Iterable[str] = ()) -> None:
         self.timeout_s = timeout_s
+        self.conditional = frozenset(conditional)
         self._cache: dict[str, tuple[str, bytes]] = {}
 
     def __call__(self, url: str) -> bytes:
@@ -109,23 +113,23 @@ class UrlFetcher:
             if exc.code == 304 and cached:
                 return cached[1]
             raise
-        if last_modified:
+        if last_modified and url in self.conditional:
             self._cache[url] = (last_modified, data)
         return data
 
 
 class AtomFeedReader:
     """Polls ``source`` (feed URL or folder) for new warning/typhoon reports; ``seen_db`` [SQLite file]
-    remembers processed entry ids for ``keep_days`` [days]; ``fetch(url) -> bytes`` is injectable."""
+    remembers processed entry ids for ``keep_days`` [days]; ``fetch(url) -> bytes`` is injectable
+    (default: a :class:`UrlFetcher` that polls the feed URL with If-Modified-Since)."""
 
     def __init__(self, source: str, seen_db: str | Path, fetch: Fetch | None = None,
-                 titles: Iterable[str] | None = None, keep_days: float = 30.0) -> None:
+                 keep_days: float = 30.0) -> None:
         self.source = str(source)
         self.is_url = urlparse(self.source).scheme in ("http", "https")
         if not self.is_url and not Path(self.source).is_dir():
             raise ValueError(f"JMA source {self.source!r} is neither an http(s) URL nor an existing folder")
-        self.fetch: Fetch = fetch or UrlFetcher()
-        self._wanted = (lambda t: t.strip() in set(titles)) if titles is not None else is_wanted_title
+        self.fetch: Fetch = fetch or UrlFetcher(conditional={self.source})
         self.keep = timedelta(days=keep_days)
         self._lock = threading.Lock()
         Path(seen_db).parent.mkdir(parents=True, exist_ok=True)
@@ -204,7 +208,7 @@ class AtomFeedReader:
             self._failed(where, exc)
             return []
         self._ok(where)
-        wanted = [e for e in entries if self._wanted(e.title)]
+        wanted = [e for e in entries if is_wanted_title(e.title)]
         oldest = datetime.min.replace(tzinfo=timezone.utc)
         return sorted(wanted, key=lambda e: e.updated or oldest)
 

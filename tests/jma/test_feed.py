@@ -139,7 +139,7 @@ class Site:
                 self.send_response(status)
                 self.send_header("Content-Type", "application/xml")
                 self.send_header("Content-Length", str(len(body)))
-                if status == 200 and self.path == "/feed/extra.xml":
+                if status == 200:  # JMA sends it for the feed and for entries
                     self.send_header("Last-Modified", site.last_modified)
                 self.end_headers()
                 self.wfile.write(body)
@@ -199,6 +199,23 @@ def test_feed_is_polled_with_if_modified_since(site, tmp_path):
     assert len(reader.poll()) == 1
     assert reader.poll() == [] and reader.poll() == []
     assert site.conditional["/feed/extra.xml"] == 2 and reader.last_error is None
+
+
+def test_only_the_feed_is_cached_for_conditional_gets(site, tmp_path):
+    publish(site, [(WARN, "urn:1", "2026-09-14T20:39:20Z", "vpww53_tottori_issued.xml")])
+    reader = AtomFeedReader(f"{site.base}/feed/extra.xml", tmp_path / "seen.sqlite")
+    assert len(reader.poll()) == 1 and reader.poll() == []
+    assert site.conditional["/feed/extra.xml"] == 1
+    # An entry's report is not remembered: fetched again, it is fetched in full, never asked conditionally.
+    entry = f"{site.base}/data/vpww53_tottori_issued.xml"
+    assert reader.fetch(entry) == sample("vpww53_tottori_issued.xml")
+    assert site.hits["/data/vpww53_tottori_issued.xml"] == 2 and site.conditional["/data/vpww53_tottori_issued.xml"] == 0
+    assert list(reader.fetch._cache) == [f"{site.base}/feed/extra.xml"]  # memory stays one feed, however long it runs
+    # A fetcher told of no conditional URL remembers nothing.
+    plain = UrlFetcher(timeout_s=10)
+    plain(f"{site.base}/feed/extra.xml")
+    plain(f"{site.base}/feed/extra.xml")
+    assert site.conditional["/feed/extra.xml"] == 1 and plain._cache == {}
 
 
 def test_failing_entry_is_retried_and_logged_once(site, tmp_path, caplog):
