@@ -208,8 +208,8 @@ class EdgeDaemon:
             self._device_hub = self._start_device_hub()
             self.devices = build_devices(self.site.devices, self._maps_dir, clock=self.clock.now,
                                          mqtt_kwargs={"hub": self._device_hub} if self._device_hub else None)
-        for dev_cfg in self.site.devices:
-            self._ids.setdefault(dev_cfg.nature, dev_cfg.id)
+        # Device id per nature, looked up three times a cycle.
+        self._ids = {n: d.id for n in Nature if (d := self.site.device(n)) is not None}
         for dev_id, dev in self.devices.items():
             poller = DevicePoller(dev, clock=self.clock.now)
             self.pollers[dev_id] = poller
@@ -293,8 +293,8 @@ class EdgeDaemon:
     # -- the cycle ---------------------------------------------------------------
 
     def _battery_device(self) -> Any:
-        dev_id = next((d.id for d in self.site.devices if d.nature is Nature.BATTERY), None)
-        return self.devices.get(dev_id) if dev_id else None
+        dev = self.site.device(Nature.BATTERY)
+        return self.devices.get(dev.id) if dev else None
 
     def _latest(self, nature: Nature) -> Any:
         dev_id = self._ids.get(nature)

@@ -170,7 +170,7 @@ class OptimizerPlanSource:
         self.planner = SitePlanner(site.safety_policy(), settings, site.id)
         self.profile = hall_profile(site)
         self.forecaster = HallForecaster(self.profile, self.slot)
-        self._slot_means = SlotMeans(self.slot, has_pv=any(d.nature is Nature.PV for d in site.devices),
+        self._slot_means = SlotMeans(self.slot, has_pv=site.device(Nature.PV) is not None,
                                      is_dark=self._is_dark)
         self.history_file = history_path(state_dir, site.id) if state_dir is not None else None
         self._restored = False
