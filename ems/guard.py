@@ -47,10 +47,6 @@ class Stage(str, enum.Enum):
     REQUEST = "request"
 
 
-#: Stages whose bounds are hard safety limits; later stages never override them.
-SAFETY_STAGES = (Stage.DEVICE, Stage.SOC, Stage.RESERVE, Stage.MODE)
-
-
 def _w(x: float) -> str:
     return f"{x:.0f}" if math.isfinite(x) else ("-inf" if x < 0 else "inf")
 
