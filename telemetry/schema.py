@@ -171,19 +171,15 @@ def make_point(measurement: str, time: datetime, tags: Mapping[str, str | None],
     return TelemetryPoint(measurement, clean_tags, clean_fields, time_ns(time), spec.priority)
 
 
-_READING_FIELDS = {
-    BatteryReading: ("battery", ("soc_pct", "power_w", "max_charge_w", "max_discharge_w", "capacity_wh",
-                                 "soh_pct", "state", "fault_code")),
-    MeterReading: ("meter", ("power_w", "import_wh", "export_wh", "voltage_v", "frequency_hz", "grid_ok")),
-    PVReading: ("pv", ("power_w", "energy_wh", "rated_w")),
-}
+#: Measurement of each reading type; its fields are the reading's attributes of the same names.
+_READING_MEASUREMENT = {BatteryReading: "battery", MeterReading: "meter", PVReading: "pv"}
 
 
 def reading_point(site: str, reading: Reading, area: str | None = None) -> TelemetryPoint:
     """Point for one device reading (measurement battery, meter or pv; ``extra`` is not sent)."""
-    measurement, names = _READING_FIELDS[type(reading)]
+    measurement = _READING_MEASUREMENT[type(reading)]
     return make_point(measurement, reading.time, {"site": site, "device": reading.device_id, "area": area},
-                      {n: getattr(reading, n) for n in names})
+                      {n: getattr(reading, n) for n in MEASUREMENTS[measurement].fields})
 
 
 def site_point(site: str, time: datetime, area: str | None = None, **values: float | None) -> TelemetryPoint:

@@ -1,5 +1,6 @@
 """The telemetry schema: points, line protocol, type coercion, bad input, documentation."""
 
+import dataclasses
 import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -33,6 +34,15 @@ def test_battery_reading_line():
     assert isinstance(p.fields["soc_pct"], float)
     assert p.to_line() == ("battery,area=3120100,device=battery,site=hall-01 "
                            "power_w=-1200,soc_pct=55,state=2i 1751338800000000000")
+
+
+@pytest.mark.parametrize("reading_type", [BatteryReading, MeterReading, PVReading])
+def test_reading_measurements_hold_exactly_the_reading_values(reading_type):
+    # reading_point takes the field list from MEASUREMENTS: a field added on
+    # either side without the other must show up here.
+    measurement = schema._READING_MEASUREMENT[reading_type]
+    values = {f.name for f in dataclasses.fields(reading_type)} - {"device_id", "time", "extra"}
+    assert set(MEASUREMENTS[measurement].fields) == values
 
 
 def test_meter_and_pv_points():
