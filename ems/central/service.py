@@ -179,11 +179,36 @@ class CentralService:
         self.audit.append(f"site:{site}", "ack", site, reason=str(ack.get("error") or ""), details=details)
 
     async def _expire_loop(self) -> None:
+        """Every second: time out unanswered commands; every ``SESSION_PURGE_S`` [s]: delete expired
+        and idle login sessions (a lookup deletes only the session it finds expired, so sessions never
+        used again would stay in the database for ever)."""
+        loop = asyncio.get_running_loop()
+        next_purge = loop.time()
         while True:
             await asyncio.sleep(1.0)
-            for op, cmd in self.operations.expire(self.clock()):
-                self.audit.append("central", "ack_timeout", cmd.site, reason="no ack in time",
-                                  details={"command_id": cmd.command_id, "operation": op.id})
+            try:
+                self.expire_commands()
+                if loop.time() >= next_purge:
+                    next_purge = loop.time() + self.SESSION_PURGE_S
+                    await asyncio.to_thread(self.purge_sessions)
+            except Exception:  # keep expiring; a database hiccup must not stop ack timeouts for good
+                log.exception("periodic expiry failed")
+
+    #: How often expired login sessions are deleted [s].
+    SESSION_PURGE_S = 300.0
+
+    def expire_commands(self) -> None:
+        """Mark commands without an ack in time as timed out, and audit each."""
+        for op, cmd in self.operations.expire(self.clock()):
+            self.audit.append("central", "ack_timeout", cmd.site, reason="no ack in time",
+                              details={"command_id": cmd.command_id, "operation": op.id})
+
+    def purge_sessions(self) -> int:
+        """Delete expired and idle login sessions; returns how many."""
+        n = self.security.sessions.purge_expired()
+        if n:
+            log.info("deleted %d expired login session(s)", n)
+        return n
 
     # -- fleet views ----------------------------------------------------------------------------
     def _view(self, site_id: str) -> SiteView:
