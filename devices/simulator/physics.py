@@ -245,7 +245,8 @@ class HallPhysics:
             t = end
             self._t = t
             self._check_watchdog()
-            self._state = self._snapshot(t, *sample)
+        # Only the last sub-step's state is kept: build it once.
+        self._state = self._snapshot(t, *sample)
         return self._state
 
     def _watchdog_deadline(self) -> datetime | None:
