@@ -11,11 +11,12 @@ correctly, switch nothing.
 
 from __future__ import annotations
 
-import os
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Iterable, Sequence
 from xml.sax.saxutils import escape
+
+from ems.atomicfile import replace_atomically
 
 JST = timezone(timedelta(hours=9), "JST")
 
@@ -86,10 +87,8 @@ def warning_report_xml(issued_at: datetime, areas: Sequence[tuple[str, str]], ki
 
 
 def write_report(folder: Path, name: str, xml: str) -> Path:
-    """Write ``xml`` to ``folder/name`` atomically (the poller never sees half a file)."""
-    folder.mkdir(parents=True, exist_ok=True)
+    """Write ``xml`` to ``folder/name`` atomically (the poller never sees half a file: the temp file is
+    ``.<name>.*.tmp``, which its ``*.xml`` glob skips).  Not fsynced: a drill report need not survive a power cut."""
     path = folder / name
-    tmp = folder / f".{name}.tmp"
-    tmp.write_text(xml, encoding="utf-8")
-    os.replace(tmp, path)
+    replace_atomically(path, xml.encode("utf-8"), durable=False)
     return path

@@ -40,9 +40,13 @@ def test_a_written_report_is_read_once_from_the_folder(tmp_path):
     folder = tmp_path / "jma"
     write_report(folder, "w1.xml", warning_report_xml(T, AREAS, ["storm"]))
     assert [p.name for p in folder.iterdir()] == ["w1.xml"]  # no temporary file left behind
+    assert folder.joinpath("w1.xml").read_text(encoding="utf-8") == warning_report_xml(T, AREAS, ["storm"])
+    # A temp file caught half written (as replace_atomically names it) is not read by the poller.
+    folder.joinpath(".w2.xml.k3x9.tmp").write_text(warning_report_xml(T, AREAS, ["heavy_rain"])[:200],
+                                                   encoding="utf-8")
     reader = AtomFeedReader(str(folder), tmp_path / "seen.sqlite")
     first, second = reader.poll(), reader.poll()
-    assert len(first) == 1 and second == []
+    assert len(first) == 1 and second == [] and reader.last_parse_error is None
     reader.close()
 
 
