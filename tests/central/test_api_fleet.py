@@ -192,19 +192,26 @@ def test_local_history_feeds_the_charts(api, env):
 
 
 def test_audit_view_export_and_verify_for_admins(api, env):
+    api.bearer("mika").post("/api/disaster/return", json={"scope": "sites", "sites": ["hall-02"], "reason": "earlier",
+                                                          "confirm": True})
     api.bearer("mika").post("/api/disaster/switch", json={"scope": "sites", "sites": ["hall-01"], "reason": "=cmd|x",
                                                           "confirm": True})
     admin = api.bearer("ada")
     recs = admin.get("/api/audit?action=mode_switch").json()["records"]
-    assert recs[0]["actor"] == "mika" and recs[0]["target"] == "hall-01"
+    assert [(r["actor"], r["target"]) for r in recs] == [("mika", "hall-02"), ("mika", "hall-01")]
+    assert recs[0]["seq"] < recs[1]["seq"]
+    every = admin.get("/api/audit?limit=5000").json()["records"]
     newest = admin.get("/api/audit?newest_first=true&limit=1").json()["records"][0]
-    assert newest["seq"] >= recs[0]["seq"]
+    assert newest["seq"] == max(r["seq"] for r in every) and newest["seq"] > min(r["seq"] for r in every)
+    assert admin.get("/api/audit?limit=1").json()["records"][0]["seq"] == min(r["seq"] for r in every)
+    newest_switch = admin.get("/api/audit?action=mode_switch&newest_first=true&limit=1").json()["records"][0]
+    assert newest_switch["target"] == "hall-01" and newest_switch["seq"] > recs[0]["seq"]
     v = admin.get("/api/audit/verify").json()
     assert v["ok"] and v["checked"] >= 1
     r = admin.get("/api/audit/export.csv")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
     assert "attachment" in r.headers["content-disposition"]
     rows = list(csv.DictReader(io.StringIO(r.text)))
-    switch = next(row for row in rows if row["action"] == "mode_switch")
+    switch = next(row for row in rows if row["action"] == "mode_switch" and row["target"] == "hall-01")
     assert switch["reason"].startswith("'=")  # a formula cannot run in a spreadsheet
     assert env.service.audit.records(action="audit_export")[-1].actor == "ada"
