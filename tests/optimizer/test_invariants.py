@@ -73,12 +73,17 @@ def test_plan_respects_physics_and_safety(case):
     # One direction per slot for the battery and for the meter.
     assert not np.any((c > 1.0) & (d > 1.0))
     assert not np.any((gi > 1.0) & (ge > 1.0))
-    # The (ramped, hence reachable) reserve is never violated.
+    # The (ramped, hence reachable) reserve is never violated while the grid can carry the
+    # hall; from the first slot it cannot, serving critical load comes first (the reserve is for it).
     if mode != "islanded":
-        assert np.all(plan.soc_wh >= plan.reserve_wh - TOL)
-        assert plan.reserve_wh[0] <= pol.max_energy_wh + TOL
-    # Starting inside the SoC band, the plan stays inside it.
+        short = np.nonzero(load - f.pv_w > lim.max_import_w + TOL)[0]
+        until = short[0] if len(short) else f.n
+        assert np.all(plan.soc_wh[:until] >= plan.reserve_wh[:until] - TOL)
+    # The floor climbs no faster than charging at full power from the start could fill the battery.
     e0 = pol.capacity_wh * soc / 100
+    reachable = e0 + pol.charge_efficiency * lim.max_charge_w * dt * np.arange(1, f.n + 1)
+    assert np.all(plan.reserve_wh <= reachable + TOL)
+    # Starting inside the SoC band, the plan stays inside it.
     if pol.min_energy_wh <= e0 <= pol.max_energy_wh:
         assert np.all(plan.soc_wh >= pol.min_energy_wh - TOL)
         assert np.all(plan.soc_wh <= pol.max_energy_wh + TOL)
@@ -87,4 +92,10 @@ def test_plan_respects_physics_and_safety(case):
         ok = (f.load_w - f.pv_w) <= lim.max_import_w
         assert np.all(plan.shed_w[ok] <= TOL)
     if mode == "islanded":
-        assert plan.hours_of_power >= 0
+        # Hours of power: the whole horizon if the plan never sheds critical load, else
+        # no later than the end of the first slot that clearly sheds it.
+        shedding = np.nonzero(plan.shed_critical_w > 1.0)[0]
+        if np.all(plan.shed_critical_w <= 1e-3):
+            assert plan.hours_of_power >= f.n * dt - 1e-9
+        elif len(shedding):
+            assert plan.hours_of_power <= (shedding[0] + 1) * dt + 1e-9
