@@ -267,13 +267,26 @@ class HallForecaster:
     def _fill_expected(self, times: Sequence[datetime], weather: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Remember per slot the profile candidates, clear sky and weather forecast; return (base load, clear sky)."""
         h = self.hall
-        configured = configured_load_w(times, h.base_w, h.peak_w, h.profile, slot=self.slot)
+        # Clear sky and the configured profile depend on the slot alone: compute them only
+        # for slots not remembered yet (a rolling horizon adds one slot per forecast).
+        configured, clear = np.empty(len(times)), np.empty(len(times))
+        new = []
+        for i, t in enumerate(times):
+            known = self._expected.get(t)
+            if known is None:
+                new.append(i)
+            else:
+                configured[i], clear[i] = known.profile_w["configured"], known.clear_w
+        if new:
+            fresh = [times[i] for i in new]
+            configured[new] = configured_load_w(fresh, h.base_w, h.peak_w, h.profile, slot=self.slot)
+            clear[new] = clear_sky_pv_w(fresh, h.lat, h.lon, h.pv_capacity_w, h.tilt_deg, h.azimuth_deg,
+                                        slot=self.slot)
         candidates = {"configured": configured}
         for days in DAY_GROUPS:
             prof = self._profiles[days]
             candidates[days] = forecast_load_w(times, configured, prof) if prof is not None else np.full(
                 len(times), math.nan)
-        clear = clear_sky_pv_w(times, h.lat, h.lon, h.pv_capacity_w, h.tilt_deg, h.azimuth_deg, slot=self.slot)
         for i, t in enumerate(times):
             self._expected[t] = _Expected({n: float(v[i]) for n, v in candidates.items()}, float(clear[i]),
                                           float(weather[i]))

@@ -92,6 +92,18 @@ def test_without_history_the_forecast_is_the_configured_load_and_clear_sky_times
     assert fc.load_model == "configured"
 
 
+def test_rolling_forecasts_over_remembered_slots_agree_with_fresh_computation():
+    """Clear sky and configured load are remembered per slot; overlapping windows must give the same figures."""
+    fc = HallForecaster(HALL)
+    day = _slots(MONDAY, 2)
+    for start, weather in ((0, 0.6), (1, 0.9), (30, 0.3), (0, 1.0)):  # new, overlapping, half new, all remembered
+        times = day[start:start + 48]
+        f = fc.forecast(times, np.full(48, 30.0), np.full(48, 10.0), weather_factor=weather)
+        np.testing.assert_allclose(f.load_w, configured_load_w(times, 500, 3500, slot=SLOT), rtol=1e-12)
+        np.testing.assert_allclose(f.pv_w, weather * clear_sky_pv_w(times, 35.5, 134.2, 10_000, slot=SLOT),
+                                   rtol=1e-12, atol=1e-9)
+
+
 def test_learns_a_load_twice_the_configured_one():
     fc = HallForecaster(HALL)
     times = _slots(MONDAY, 21)
