@@ -15,6 +15,8 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
+from ems.central.sessions import CSRF_HEADER  # stdlib-only module: the drill still needs no extra package
+
 
 class ApiError(RuntimeError):
     """The API answered with an error status (``status``) or not at all (status None)."""
@@ -43,7 +45,7 @@ class StaffClient:
         if data is not None:
             req.add_header("Content-Type", "application/json")
         if self._csrf and method != "GET":
-            req.add_header("X-CSRF-Token", self._csrf)
+            req.add_header(CSRF_HEADER, self._csrf)
         try:
             with self._opener.open(req, timeout=self.timeout_s) as resp:
                 text = resp.read().decode("utf-8")

@@ -17,9 +17,8 @@ from typing import Any, Callable
 from fastapi import Depends, HTTPException, Request
 
 from ems.central.roles import Permission, Role, permissions_of
-from ems.central.sessions import check_csrf, cookie_name
+from ems.central.sessions import CSRF_HEADER, check_csrf, cookie_name
 
-CSRF_HEADER = "X-CSRF-Token"
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
