@@ -1,7 +1,7 @@
 """Control-loop benchmark: cycle time and CPU of one edge daemon polling 1, 10 and 50 devices.
 
 Goal (from the issue): 50 devices within a 1 s cycle using under 10 % of one
-core.  For every size N one :class:`ems.daemon.EdgeDaemon` runs at its normal
+core.  For every size N one :class:`ems.gateway.daemon.EdgeDaemon` runs at its normal
 1 s cycle with N simulated devices, each polled every 1 s, for ``--seconds``
 of wall time; the same run measures the bare Modbus round trip on loopback as
 the reference the figures are compared with.
@@ -304,7 +304,7 @@ async def measure_size(site: SiteConfig, devices_cfg: Sequence[DeviceConfig], en
     """Run one daemon with ``devices_cfg`` for ``seconds`` [s] after warm-up and measure it."""
     from devices.factory import build_devices, close_all
     from devices.simulator.clock import WallClock
-    from ems.daemon import DaemonStatus, EdgeDaemon
+    from ems.gateway.daemon import DaemonStatus, EdgeDaemon
 
     clock = WallClock()
     devices = build_devices(devices_cfg, clock=clock.now)

@@ -209,12 +209,13 @@ class SiteConfig(StrictModel):
 
 
 class FleetSpec(StrictModel):
-    """Fleet-wide settings: name, display timezone, market slot length [min], state folder."""
+    """Fleet-wide settings: name, display timezone, market slot length [min], state folder, JEPX price area."""
 
     name: str = Field(min_length=1)
     timezone: str = "Asia/Tokyo"
     slot_minutes: Literal[15, 30] = 30
     state_dir: str = "var/state"  # relative to the config file's folder's parent
+    jepx_area: str = Field(default="chugoku", pattern=r"^[a-z]{2,16}$")  # JEPX price area of the fleet's halls
 
 
 class FleetConfig(StrictModel):

@@ -1,6 +1,6 @@
 """How a slot of the plan is carried out in real time, when the actual load and PV differ from the forecast.
 
-One pure function shared by the edge daemon (``ems/planning.py``) and the
+One pure function shared by the edge daemon (``ems/gateway/planning.py``) and the
 economic backtest (``optimizer/backtest.py``), so the backtest measures the
 execution the daemon really does.
 """

@@ -1,6 +1,6 @@
 """A hall's forecaster: learns from the slots it has measured and forecasts the slots ahead.
 
-One class shared by the edge daemon (``ems/planning.py``) and the economic
+One class shared by the edge daemon (``ems/gateway/planning.py``) and the economic
 backtest (``optimizer/backtest.py``), so the backtest measures the forecasts
 the daemon really makes.
 

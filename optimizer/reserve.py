@@ -1,7 +1,7 @@
 """The shelter reserve and the safety policy, shared by the real-time guard and the optimizer.
 
 DESIGN.md: "Every safety rule comes from one config object and is enforced
-twice".  That object is :class:`SafetyPolicy`; the guard in ``ems/guard.py``
+twice".  That object is :class:`SafetyPolicy`; the guard in ``ems/gateway/guard.py``
 and the optimizer's constraints both read it, and both compute the reserve
 with :func:`reserve_energy_wh` so the two can never disagree.
 

@@ -40,16 +40,24 @@ from telemetry.outbox import Outbox
 class _SecretRefs(StrictModel):
     """At most one of ``<name>_file`` / ``<name>_env`` per secret; the value itself is never in the file."""
 
-    def _secret(self, name: str) -> str | None:
+    def _secret(self, name: str, base_dir: Path | None = None) -> str | None:
         file, env = getattr(self, f"{name}_file"), getattr(self, f"{name}_env")
         if file is None and env is None:
             return None
-        return read_secret(file=file, env=env)
+        return read_secret(file=resolve_path(file, base_dir) if file is not None else None, env=env)
 
     def _check_refs(self, *names: str) -> None:
         for name in names:
             if getattr(self, f"{name}_file") is not None and getattr(self, f"{name}_env") is not None:
                 raise ValueError(f"give {name}_file or {name}_env, not both")
+
+
+def resolve_path(path: Path | None, base_dir: Path | None) -> Path | None:
+    """``path`` taken relative to ``base_dir`` (the folder of the file that named it) when not absolute."""
+    if path is None or base_dir is None:
+        return path
+    path = Path(path).expanduser()
+    return path if path.is_absolute() else Path(base_dir) / path
 
 
 class InfluxV1Config(_SecretRefs):
@@ -104,12 +112,15 @@ class OutboxConfig(StrictModel):
 
 
 class MqttConfig(_SecretRefs):
-    """Broker address, TLS (ca_file: PEM to trust), user and password reference; keepalive_s [s]."""
+    """Broker address, TLS (ca_file: PEM to trust; cert_file/key_file: a client certificate when the
+    broker asks for one), user and password reference; keepalive_s [s]."""
 
     host: str = Field(min_length=1)
     port: int = Field(default=1883, ge=1, le=65535)
     tls: bool = False
     ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
     username: str | None = None
     password_file: Path | None = None
     password_env: str | None = None
@@ -118,8 +129,10 @@ class MqttConfig(_SecretRefs):
     @model_validator(mode="after")
     def _check(self) -> "MqttConfig":
         self._check_refs("password")
-        if self.ca_file is not None and not self.tls:
-            raise ValueError("ca_file is only used with tls: true")
+        if (self.ca_file or self.cert_file or self.key_file) and not self.tls:
+            raise ValueError("ca_file, cert_file and key_file are only used with tls: true")
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("a client certificate needs both cert_file and key_file")
         return self
 
 
@@ -136,13 +149,20 @@ def load_telemetry_config(path: str | Path) -> TelemetryConfig:
     return load_yaml_model(Path(path), TelemetryConfig)
 
 
-def build_writer(cfg: InfluxV1Config | InfluxV2Config) -> LineWriter:
-    """The writer for ``cfg`` with its secret read now (ValueError names a missing file/variable)."""
-    ca = str(cfg.ca_file) if cfg.ca_file else None
+def _path_str(path: Path | None, base_dir: Path | None) -> str | None:
+    resolved = resolve_path(path, base_dir)
+    return str(resolved) if resolved is not None else None
+
+
+def build_writer(cfg: InfluxV1Config | InfluxV2Config, base_dir: Path | None = None) -> LineWriter:
+    """The writer for ``cfg`` with its secret read now (ValueError names a missing file/variable).
+
+    base_dir: folder that relative file names are taken from (the config file's)."""
+    ca = _path_str(cfg.ca_file, base_dir)
     if isinstance(cfg, InfluxV1Config):
-        return InfluxV1Writer(cfg.url, cfg.database, cfg.retention_policy, cfg.username, cfg._secret("password"),
-                              cfg.timeout_s, cfg.gzip, ca)
-    return InfluxV2Writer(cfg.url, cfg.bucket, cfg.org, cfg._secret("token"), cfg.timeout_s, cfg.gzip, ca)
+        return InfluxV1Writer(cfg.url, cfg.database, cfg.retention_policy, cfg.username,
+                              cfg._secret("password", base_dir), cfg.timeout_s, cfg.gzip, ca)
+    return InfluxV2Writer(cfg.url, cfg.bucket, cfg.org, cfg._secret("token", base_dir), cfg.timeout_s, cfg.gzip, ca)
 
 
 def build_outbox(cfg: OutboxConfig, state_dir: str | Path, on_drop=None) -> Outbox:
@@ -151,7 +171,8 @@ def build_outbox(cfg: OutboxConfig, state_dir: str | Path, on_drop=None) -> Outb
     return Outbox(path, max_bytes=int(cfg.max_mb * 1024 * 1024), fsync=cfg.fsync, on_drop=on_drop)
 
 
-def mqtt_settings(cfg: MqttConfig) -> MqttSettings:
-    """Broker settings with the password read now."""
-    return MqttSettings(cfg.host, cfg.port, cfg.username, cfg._secret("password"), tls=cfg.tls,
-                        ca_file=str(cfg.ca_file) if cfg.ca_file else None, keepalive_s=cfg.keepalive_s)
+def mqtt_settings(cfg: MqttConfig, base_dir: Path | None = None) -> MqttSettings:
+    """Broker settings with the password read now (relative file names taken from ``base_dir``)."""
+    return MqttSettings(cfg.host, cfg.port, cfg.username, cfg._secret("password", base_dir), tls=cfg.tls,
+                        ca_file=_path_str(cfg.ca_file, base_dir), certfile=_path_str(cfg.cert_file, base_dir),
+                        keyfile=_path_str(cfg.key_file, base_dir), keepalive_s=cfg.keepalive_s)

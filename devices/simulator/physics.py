@@ -35,7 +35,7 @@ from devices.simulator.clock import SimClock
 from devices.simulator.faults import RegisterFaults
 from devices.simulator.profiles import HallLoad, MinuteNoise
 from devices.simulator.solar import DEFAULT_PV_LOSSES, CloudSeries, clear_sky_poa_w_m2, pv_power_w
-from ems.config import SiteConfig
+from devices.simulator.hallspec import HallSpec
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +110,7 @@ class HallPhysics:
     an accelerated drill): in simulated time it lasts timeout × clock.speed.
     """
 
-    def __init__(self, site: SiteConfig, clock: SimClock, seed: int | None = None, *,
+    def __init__(self, site: HallSpec, clock: SimClock, seed: int | None = None, *,
                  noise: float = 0.05, lag_s: float = 0.5, max_substep_s: float = 60.0,
                  watchdog_timeout_s: float = DEFAULT_WATCHDOG_TIMEOUT_S,
                  watchdog_in_wall_time: bool = True, cloud_factor: float | None = None,

@@ -4,7 +4,7 @@ Pure functions of time plus seeded noise; the value at a time never depends
 on which times were asked before (noise is drawn per local day from a
 generator seeded with (seed, day)), so simulations are reproducible.
 
-* Hall load [W] between ``base_w`` and ``peak_w`` (:class:`ems.config.LoadSpec`):
+* Hall load [W] between ``base_w`` and ``peak_w`` (:class:`devices.simulator.hallspec.LoadSpec`):
   ``community_hall``: low at night, morning cleaning/office, daytime events
   (more at weekends), an evening peak of meetings and classes; ``flat``: the
   base load all day.
@@ -25,7 +25,7 @@ from datetime import datetime, timedelta, timezone
 
 import numpy as np
 
-from ems.config import LoadSpec
+from devices.simulator.hallspec import LoadSpec
 
 JST = timezone(timedelta(hours=9), "JST")
 

@@ -34,7 +34,7 @@ from devices.registermap import Function, load_register_map
 from devices.simulator.clock import SimClock
 from devices.simulator.physics import HallPhysics
 from devices.simulator.registers import UnitImage, build_unit_image, table_of
-from ems.config import FleetConfig, SiteConfig
+from devices.simulator.hallspec import FleetSpec, HallSpec
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ class HallSimulator:
     :class:`SimulatorError` for a site it cannot serve.
     """
 
-    def __init__(self, site: SiteConfig, clock: SimClock, host: str = DEFAULT_HOST, port: int | None = None,
+    def __init__(self, site: HallSpec, clock: SimClock, host: str = DEFAULT_HOST, port: int | None = None,
                  *, maps_dir: Path | None = None, tick_s: float = DEFAULT_TICK_S,
                  physics: HallPhysics | None = None):
         if port is None:
@@ -183,7 +183,7 @@ class FleetSimulator:
     ``halls`` maps site id → :class:`HallSimulator`; all share ``clock``.
     """
 
-    def __init__(self, fleet_config: FleetConfig, clock: SimClock, port_offset: int = 0, *,
+    def __init__(self, fleet_config: FleetSpec, clock: SimClock, port_offset: int = 0, *,
                  host: str = DEFAULT_HOST, maps_dir: Path | None = None, tick_s: float = DEFAULT_TICK_S):
         self.clock = clock
         self.halls: dict[str, HallSimulator] = {

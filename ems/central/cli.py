@@ -68,8 +68,8 @@ def build_service(cfg: CentralConfig, fleet: FleetConfig | None = None, *, mqtt_
                         secure_cookies=cfg.listen.secure_cookies)
     jma = None
     if cfg.jma.enabled:
-        from ems.jma.feed import AtomFeedReader
-        from ems.jma.trigger import WarningTrigger
+        from ems.central.jma.feed import AtomFeedReader
+        from ems.central.jma.trigger import WarningTrigger
 
         source = cfg.jma.source or ""
         if not source.startswith(("http://", "https://")):

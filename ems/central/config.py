@@ -17,7 +17,7 @@ from pydantic import Field, PrivateAttr, model_validator
 from devices.configfile import ConfigError, StrictModel, load_yaml_model
 from telemetry.mqtt_client import MqttSettings, read_secret
 
-#: Warning kinds the JMA trigger understands (see ems.jma.trigger).
+#: Warning kinds the JMA trigger understands (see ems.central.jma.trigger).
 JMA_KINDS = ("storm", "heavy_rain", "storm_surge", "heavy_snow", "typhoon")
 
 

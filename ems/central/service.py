@@ -21,7 +21,7 @@ from ems.central.dispatch import DispatchPreview, preview
 from ems.central.history import HistoryBackend, LocalHistory, mode_of
 from ems.central.operations import Operation, OperationLog, SiteCommand
 from ems.config import FleetConfig, SiteConfig
-from ems.jma import JMA_ACTOR
+from ems.central.jma import JMA_ACTOR
 from telemetry.commands import new_command
 from telemetry.fleet_state import FleetStateStore, SiteView
 from telemetry.mqtt_client import to_json
@@ -101,7 +101,7 @@ class Security:
 
 @dataclass
 class JmaParts:
-    """The JMA feed reader and trigger (ems.jma) and the poll period [s]."""
+    """The JMA feed reader and trigger (ems.central.jma) and the poll period [s]."""
 
     reader: Any
     trigger: Any
@@ -390,10 +390,10 @@ class CentralService:
     async def poll_jma_once(self) -> int:
         """Read new JMA reports and act on them; returns the number of halls switched.
 
-        Each report is handled on its own (ems.jma.service.poll_once): one that fails is logged with
+        Each report is handled on its own (ems.central.jma.service.poll_once): one that fails is logged with
         its entry id and shown in the status, and the reports after it are still handled."""
         assert self.jma is not None
-        from ems.jma.service import poll_once
+        from ems.central.jma.service import poll_once
 
         switched = [0]
         failed: list[str] = []
@@ -415,7 +415,7 @@ class CentralService:
     def _act_on_jma_report(self, report: Any, actions: list[Any], switched: list[int]) -> None:
         """Switch the warned halls (grouped by reason) and suggest returns; ``switched[0]`` counts halls
         as they are switched, so a failure half way still counts the ones sent."""
-        from ems.jma.trigger import SuggestReturn, SwitchToDisaster
+        from ems.central.jma.trigger import SuggestReturn, SwitchToDisaster
 
         entry = getattr(report, "entry_id", "")
         to_switch: dict[str, str] = {}

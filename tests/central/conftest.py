@@ -81,7 +81,7 @@ class RecordingLink:
 def state_message(site: str, mode: str = "vpp", soc_pct: float = 60.0, hours_left: float = 8.0,
                   grid_ok: bool = True, battery_w: float = -500.0, capacity_wh: float = 15000.0,
                   reason: str = "default", alarms: list | None = None, time: datetime | None = None) -> dict:
-    """A state message shaped like ems.daemon.DaemonStatus.to_dict()."""
+    """A state message shaped like ems.gateway.daemon.DaemonStatus.to_dict()."""
     now = time or datetime.now(timezone.utc)
     return {
         "site_id": site, "time": now.isoformat(),

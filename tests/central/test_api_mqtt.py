@@ -16,7 +16,7 @@ from telemetry.central_mqtt import CentralMqtt
 from tests.central.conftest import Api, make_env, mqtt_settings
 from tests.servers import wait_until
 
-SAMPLES = Path(__file__).resolve().parents[1] / "jma" / "samples"
+SAMPLES = Path(__file__).resolve().parent / "jma" / "samples"
 REFUSING = "hall-14"
 
 
@@ -92,8 +92,8 @@ def test_vpp_dispatch_is_allocated_sent_and_acked(live, halls):
 
 
 def test_jma_warning_switches_the_warned_halls_end_to_end(live, halls, tmp_path, fleet):
-    from ems.jma.feed import AtomFeedReader
-    from ems.jma.trigger import WarningTrigger
+    from ems.central.jma.feed import AtomFeedReader
+    from ems.central.jma.trigger import WarningTrigger
 
     env, api, client = live
     client.post("/api/disaster/return", json={"scope": "all", "reason": "reset", "confirm": True})

@@ -7,12 +7,12 @@ import shutil
 from pathlib import Path
 
 from ems.central.service import JmaParts
-from ems.jma import JMA_ACTOR
-from ems.jma.feed import AtomFeedReader
-from ems.jma.trigger import WarningTrigger
+from ems.central.jma import JMA_ACTOR
+from ems.central.jma.feed import AtomFeedReader
+from ems.central.jma.trigger import WarningTrigger
 from tests.central.conftest import RecordingLink, feed_fleet, make_env
 
-SAMPLES = Path(__file__).resolve().parents[1] / "jma" / "samples"
+SAMPLES = Path(__file__).resolve().parent / "jma" / "samples"
 
 
 class FailingFirstPublish(RecordingLink):

@@ -1,0 +1,66 @@
+"""Generated JMA reports: read by the real parser, switch the right halls, both formats; bad input refused."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+
+from ems.sim.drill.jmagen import warning_report_xml, write_report
+from ems.central.jma.feed import AtomFeedReader
+from ems.central.jma.trigger import SwitchToDisaster, WarningTrigger
+
+T = datetime(2025, 9, 15, 3, 0, tzinfo=timezone.utc)
+AREAS = [("3120100", "鳥取市"), ("3130200", "岩美町")]
+
+
+@pytest.mark.parametrize("fmt", ["current", "level2026"])
+def test_report_switches_the_halls_of_its_areas(fmt, fleet):
+    from ems.central.jma.parser import parse_report
+
+    report = parse_report(warning_report_xml(T, AREAS, ["storm", "heavy_rain"], fmt).encode(), entry_id="e1",
+                          source="generated")
+    actions = WarningTrigger(fleet.sites).evaluate(report)
+    assert sorted(a.site_id for a in actions if isinstance(a, SwitchToDisaster)) == ["hall-01", "hall-02", "hall-07"]
+    assert report.report_time == T
+
+
+def test_level_format_carries_levels(fleet):
+    from ems.central.jma.parser import parse_report
+
+    report = parse_report(warning_report_xml(T, AREAS[:1], ["heavy_rain"], "level2026").encode(), entry_id="e2",
+                          source="generated")
+    # min_level 4 still switches: the generated heavy-rain warning is a level-4 危険警報.
+    actions = WarningTrigger(fleet.sites, min_level=4).evaluate(report)
+    assert [a.site_id for a in actions] == ["hall-01", "hall-02"]
+    assert all("レベル４" in a.reason for a in actions)
+
+
+def test_a_written_report_is_read_once_from_the_folder(tmp_path):
+    folder = tmp_path / "jma"
+    write_report(folder, "w1.xml", warning_report_xml(T, AREAS, ["storm"]))
+    assert [p.name for p in folder.iterdir()] == ["w1.xml"]  # no temporary file left behind
+    assert folder.joinpath("w1.xml").read_text(encoding="utf-8") == warning_report_xml(T, AREAS, ["storm"])
+    # A temp file caught half written (as replace_atomically names it) is not read by the poller.
+    folder.joinpath(".w2.xml.k3x9.tmp").write_text(warning_report_xml(T, AREAS, ["heavy_rain"])[:200],
+                                                   encoding="utf-8")
+    reader = AtomFeedReader(str(folder), tmp_path / "seen.sqlite")
+    first, second = reader.poll(), reader.poll()
+    assert len(first) == 1 and second == [] and reader.last_parse_error is None
+    reader.close()
+
+
+def test_bad_input_is_refused():
+    with pytest.raises(ValueError, match="format"):
+        warning_report_xml(T, AREAS, ["storm"], "v3")
+    with pytest.raises(ValueError, match="kinds"):
+        warning_report_xml(T, AREAS, ["tsunami"])
+    with pytest.raises(ValueError, match="kinds"):
+        warning_report_xml(T, AREAS, [])
+    with pytest.raises(ValueError, match="timezone"):
+        warning_report_xml(datetime(2025, 9, 15, 3), AREAS, ["storm"])
+
+
+def test_area_names_are_escaped():
+    xml = warning_report_xml(T, [("3120100", "A&B <town>")], ["storm"])
+    assert "A&amp;B &lt;town&gt;" in xml
