@@ -129,6 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_users_parser(sub)
     add_central_parser(sub)
     add_drill_parser(sub)
+    from ems.deploy.cli import add_deploy_parser
+    add_deploy_parser(sub)
 
     p = sub.add_parser("bench", help="benchmarks that print figures",
                        description="Run a benchmark and print its figures.")
