@@ -7,6 +7,12 @@
 
 Subscribes (QoS 1) to state, online, plan, ack and alarm of every site and
 feeds them into the :class:`FleetStateStore`.  Commands go out with QoS 1.
+
+Fleet-wide inputs (day-ahead prices, weather: :mod:`telemetry.market`) go
+out retained with :meth:`CentralMqtt.publish_retained`; the client keeps the
+latest payload of each such topic and publishes it again after every
+reconnect, so a broker that lost its retained messages (restart without
+persistence) has them back at once.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from typing import Any, Callable
 
 from telemetry.commands import new_command
 from telemetry.fleet_state import FleetStateStore
+from telemetry.market import FLEET_BASE, QOS_MARKET
 from telemetry.mqtt_client import MqttSettings, make_client, to_json
 from telemetry.mqtt_topics import FLEET_FILTERS, QOS_COMMAND, SiteTopics, parse_topic
 
@@ -49,6 +56,12 @@ class CentralMqtt:
         self._stopping = False
         self._acks: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._waiters: dict[str, list[Callable[[dict[str, Any]], None]]] = {}
+        # Retained fleet-wide messages: topic -> latest payload, re-sent after every (re)connect.
+        # _retained_lock is held around client.publish so the broker sees them in the order of the calls
+        # (paho's network thread never waits for it while holding a lock publish() needs).
+        self._retained: dict[str, bytes] = {}
+        self._retained_lock = threading.Lock()
+        self._retained_live = False
 
     def start(self) -> None:
         """Connect in the background and start the network thread."""
@@ -80,6 +93,27 @@ class CentralMqtt:
     def publish_raw(self, topic: str, payload: bytes | str, qos: int = QOS_COMMAND) -> None:
         """Publish bytes as they are (tests use it for malformed and replayed commands)."""
         self._client.publish(topic, payload, qos=qos)
+
+    def publish_retained(self, topic: str, payload: bytes | str, qos: int = QOS_MARKET) -> None:
+        """Publish a retained message (QoS 1) under ``ems/v1/_fleet/`` (prices, weather).
+
+        Never blocks on the network.  While the broker is away the payload is
+        only remembered; it goes out when the connection is back, and so does
+        every other topic's latest payload (a broker restarted without its
+        retained messages gets them again).  ValueError for a topic outside
+        ``ems/v1/_fleet/`` (site topics are the gateways' own)."""
+        if not topic.startswith(FLEET_BASE + "/") or "+" in topic or "#" in topic:
+            raise ValueError(f"retained topic {topic!r} is not under {FLEET_BASE}/")
+        data = payload.encode("utf-8") if isinstance(payload, str) else bytes(payload)
+        with self._retained_lock:
+            self._retained[topic] = data
+            if self._retained_live:
+                self._client.publish(topic, data, qos=qos, retain=True)
+
+    def retained(self) -> dict[str, bytes]:
+        """The latest payload of every retained topic published so far."""
+        with self._retained_lock:
+            return dict(self._retained)
 
     def wait_ack(self, command_id: str, timeout_s: float = 10.0) -> dict[str, Any] | None:
         """Block until the ack of ``command_id`` arrives (or was already here); None on timeout."""
@@ -144,15 +178,28 @@ class CentralMqtt:
         self._connected.set()
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        # The retained messages go out only now: paho re-sends the messages still in flight from the
+        # previous connection right after CONNACK, so an older payload cannot overtake a newer one.
+        self._send_retained(client)
         if any(rc.is_failure for rc in reason_codes):
             log.error("central: broker refused a fleet subscription (check the ACL)")
             return
         self._subscribed.set()
 
+    def _send_retained(self, client) -> None:
+        with self._retained_lock:
+            if self._retained_live:
+                return
+            self._retained_live = True
+            for topic, data in self._retained.items():
+                client.publish(topic, data, qos=QOS_MARKET, retain=True)
+
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         if self._connected.is_set() and not self._stopping:
             log.warning("central: lost the broker (%s); reconnecting", reason_code)
         self._connected.clear()
+        with self._retained_lock:
+            self._retained_live = False
 
     def _on_message(self, client, userdata, msg) -> None:
         try:

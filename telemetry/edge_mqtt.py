@@ -6,6 +6,7 @@ Usage in the edge daemon (inside its asyncio loop)::
                     state_dir=Path("var/state/hall-01"))
     mqtt.on_command(handle)          # handle(cmd: Command) -> outcome | awaitable; may raise CommandRejected
     mqtt.on_audit(record)            # record(cmd | None, ack): every ack, e.g. into the Influx outbox
+    mqtt.subscribe(inputs.topics(), inputs.on_message)   # other topics, e.g. prices (paho's thread)
     mqtt.start()
     ...every cycle: mqtt.publish_state({...}); mqtt.publish_telemetry({...})
     await mqtt.aclose()
@@ -14,7 +15,9 @@ Threads: paho's network thread receives commands, validates them and
 records their ids (replay protection, before the broker gets its PUBACK);
 the callback then runs **in the asyncio loop** that called :meth:`start`, so
 the daemon needs no locks.  Every publish method is safe from any thread
-and never blocks on the network.
+and never blocks on the network.  Handlers of other topics
+(:meth:`EdgeMqtt.subscribe`) run in paho's thread: they must be quick and
+thread-safe.
 
 While the broker is away the daemon keeps running: state and plan are
 remembered and published again (retained) when the connection returns;
@@ -32,7 +35,7 @@ import threading
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Mapping
+from typing import Any, Awaitable, Callable, Iterable, Mapping
 
 import paho.mqtt.client as mqtt
 
@@ -47,6 +50,7 @@ log = logging.getLogger(__name__)
 
 CommandHandler = Callable[[Command], Any | Awaitable[Any]]
 AuditHandler = Callable[[Command | None, Ack], None]
+MessageHandler = Callable[[str, bytes], None]  # (topic, payload) of a subscribed topic, in paho's thread
 
 
 def _utcnow() -> datetime:
@@ -82,6 +86,12 @@ class EdgeMqtt:
         self._ready = threading.Event()  # ... and the broker confirmed the command subscription
         self._last_connect_error: str | None = None
         self.subscribe_refused = False
+        # Other subscriptions: (filter, qos, handler); SUBACK mids -> filters still waiting for an answer.
+        self._subscriptions: list[tuple[str, int, MessageHandler]] = []
+        self._pending_subacks: dict[int, list[str]] = {}
+        #: Filters of :meth:`subscribe` the broker refused, as of the latest SUBACK (Mosquitto 2 grants
+        #: a subscription its ACL does not allow and then delivers nothing: it stays empty there).
+        self.refused_filters: set[str] = set()
         self._stopping = False
         self._client = make_client(settings, client_id or f"ems-edge-{site}")
         self._client.will_set(self.topics.online, to_json({"online": False}), qos=QOS_ONLINE, retain=True)
@@ -99,6 +109,29 @@ class EdgeMqtt:
     def on_audit(self, handler: AuditHandler) -> None:
         """Set a function called with (command or None, ack) for every ack sent, refusals included."""
         self._audit = handler
+
+    def subscribe(self, topics: Iterable[str], handler: MessageHandler, qos: int = 1) -> None:
+        """Receive ``topics`` (filters; wildcards allowed) and call ``handler(topic, payload)`` for each message.
+
+        The handler runs in paho's network thread (keep it quick and
+        thread-safe); an exception in it is logged and the message dropped.
+        Subscriptions are made again after every reconnect, so retained
+        messages (e.g. the central service's prices) arrive again each time.
+        Safe before or after :meth:`start`.  Topics of the site's own command
+        tree never reach the handler: they stay on the command path."""
+        filters = [t for t in dict.fromkeys(topics)]
+        for f in filters:
+            if not f or not isinstance(f, str):
+                raise ValueError(f"{self.site}: cannot subscribe to {f!r}")
+        if not filters:
+            return
+        with self._lock:
+            self._subscriptions.extend((f, qos, handler) for f in filters)
+            if self._connected.is_set():
+                # under the lock: the SUBACK (network thread) looks the mid up under it too
+                rc, mid = self._client.subscribe([(f, qos) for f in filters])
+                if rc == mqtt.MQTT_ERR_SUCCESS and mid is not None:
+                    self._pending_subacks[mid] = filters
 
     def start(self) -> None:
         """Connect in the background (retrying until the broker answers) and start the network thread."""
@@ -183,6 +216,13 @@ class EdgeMqtt:
         self.counts["connects"] += 1
         self._ready.clear()
         client.subscribe(self.topics.commands, qos=QOS_COMMAND)
+        with self._lock:
+            extra = [(f, q) for f, q, _ in self._subscriptions]
+            self._pending_subacks.clear()
+            if extra:
+                rc, mid = client.subscribe(extra)
+                if rc == mqtt.MQTT_ERR_SUCCESS and mid is not None:
+                    self._pending_subacks[mid] = [f for f, _ in extra]
         client.publish(self.topics.online, to_json({"online": True, "since": self._clock()}), qos=QOS_ONLINE,
                        retain=True)
         with self._lock:
@@ -200,7 +240,18 @@ class EdgeMqtt:
         self._ready.clear()
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
-        # The only subscription is the command filter, so any SUBACK is its answer.
+        with self._lock:
+            filters = self._pending_subacks.pop(mid, None)
+        if filters is not None:
+            for f, rc in zip(filters, reason_codes):
+                if rc.is_failure:
+                    if f not in self.refused_filters:
+                        log.error("%s: broker refused the subscription to %s (check the ACL)", self.site, f)
+                    self.refused_filters.add(f)
+                else:
+                    self.refused_filters.discard(f)
+            return
+        # Any other SUBACK answers the command subscription.
         if any(rc.is_failure for rc in reason_codes):
             self.subscribe_refused = True
             log.error("%s: broker refused the subscription to %s (check the ACL)", self.site, self.topics.commands)
@@ -208,9 +259,25 @@ class EdgeMqtt:
 
     def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
         try:
-            self._receive(msg.topic, msg.payload, redelivery=bool(msg.dup))
+            if mqtt.topic_matches_sub(self.topics.commands, msg.topic):
+                self._receive(msg.topic, msg.payload, redelivery=bool(msg.dup))
+            else:
+                self._dispatch(msg.topic, msg.payload)
         except Exception:  # never let one message kill the network thread
             log.exception("%s: error handling message on %s", self.site, msg.topic)
+
+    def _dispatch(self, topic: str, payload: bytes) -> None:
+        """A message of another subscription: to every handler whose filter matches (each once)."""
+        with self._lock:
+            handlers = list(dict.fromkeys(h for f, _, h in self._subscriptions if mqtt.topic_matches_sub(f, topic)))
+        if not handlers:
+            self.counts["unexpected_topic"] += 1
+            return
+        for handler in handlers:
+            try:
+                handler(topic, bytes(payload))
+            except Exception:
+                log.exception("%s: handler for %s failed", self.site, topic)
 
     # -- command path --------------------------------------------------------------------
     def _receive(self, topic: str, payload: bytes, redelivery: bool = False) -> None:

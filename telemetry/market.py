@@ -36,6 +36,8 @@ from telemetry.mqtt_topics import PREFIX
 FLEET_BASE = f"{PREFIX}/_fleet"
 PRICES_BASE = f"{FLEET_BASE}/prices"
 WEATHER_BASE = f"{FLEET_BASE}/weather"
+#: Everything the central service publishes to the whole fleet (the ACL's read/write grant).
+FLEET_FILTER = f"{FLEET_BASE}/#"
 QOS_MARKET = 1
 
 #: A JEPX area name as used in topics (lower case ASCII: hokkaido, tohoku, tokyo, chubu, hokuriku,
@@ -87,7 +89,8 @@ class PriceSlot(_Message):
 
 
 class PricesMessage(_Message):
-    """Day-ahead spot prices of one JEPX area, slots in time order without gaps or repeats."""
+    """Day-ahead spot prices of one JEPX area, slots in time order without gaps or repeats, the first
+    on a slot boundary (multiples of ``slot_minutes`` from midnight UTC, hence JST)."""
 
     area: str = Field(pattern=JEPX_AREA_RE.pattern)
     source: str = Field(default="", max_length=200)
@@ -98,6 +101,8 @@ class PricesMessage(_Message):
     @model_validator(mode="after")
     def _contiguous(self) -> "PricesMessage":
         step = self.slot_minutes * 60
+        if int(self.slots[0].start.timestamp()) % step or self.slots[0].start.microsecond:
+            raise ValueError(f"slots[0].start: not on a {self.slot_minutes}-minute slot boundary")
         for i in range(1, len(self.slots)):
             gap = (self.slots[i].start - self.slots[i - 1].start).total_seconds()
             if gap != step:
@@ -113,12 +118,19 @@ class WeatherDay(_Message):
 
 
 class WeatherMessage(_Message):
-    """PV weather factors of one JMA area, one per day."""
+    """PV weather factors of one JMA area, one per local (JST) day, days in increasing order."""
 
     area_code: str = Field(pattern=AREA_CODE_RE.pattern)
     source: str = Field(default="", max_length=200)
     published_at: AwareTime
     days: list[WeatherDay] = Field(min_length=1, max_length=14)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "WeatherMessage":
+        for i in range(1, len(self.days)):
+            if self.days[i].date <= self.days[i - 1].date:
+                raise ValueError(f"days[{i}].date: must be later than days[{i - 1}].date")
+        return self
 
 
 def _parse(model: type[_Message], topic: str, payload: bytes | str) -> _Message:

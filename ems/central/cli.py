@@ -9,6 +9,10 @@ Files in ``data_dir``: ``users.sqlite`` (users and sessions; create the
 first admin with ``ems users add --db <data_dir>/users.sqlite --role admin NAME``),
 ``audit.sqlite``, ``alarms.sqlite``, ``history.sqlite`` (local history),
 ``jma-seen.sqlite`` (feed entries already read).
+
+The ``market:`` section makes the market publisher (ems.central.market):
+day-ahead prices and weather, retained on ``ems/v1/_fleet/…`` for every
+gateway.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from devices.configfile import ConfigError
 from ems.central.alarmbook import AlarmBook
 from ems.central.config import CentralConfig, load_central_config
 from ems.central.history import HistoryBackend, InfluxHistory, LocalHistory, NoHistory
+from ems.central.market import JepxCsvFeed, MarketPublisher, PriceFeed, SyntheticFeed
 from ems.central.service import CentralService, CommandLink, JmaParts, Security
 from ems.config import FleetConfig, load_fleet
 from telemetry.fleet_state import FleetStateStore
@@ -41,6 +46,22 @@ def build_history(cfg: CentralConfig) -> HistoryBackend:
     if h.backend == "local":
         return LocalHistory(cfg.data_path / "history.sqlite")
     return NoHistory()
+
+
+def build_market(cfg: CentralConfig, fleet: FleetConfig, publish, clock=None) -> MarketPublisher:
+    """The market publisher of ``cfg.market``: ``publish(topic, payload)`` publishes retained (QoS 1),
+    ``clock`` returns now (default: the wall clock)."""
+    m = cfg.market
+    areas = m.areas or [fleet.fleet.jepx_area]
+    feed: PriceFeed | None = None
+    if m.source == "jepx_csv":
+        feed = JepxCsvFeed(cfg.path(m.path or ""), areas)
+    elif m.source == "synthetic":
+        feed = SyntheticFeed(m.seed)
+    kw = {"clock": clock} if clock is not None else {}
+    return MarketPublisher(publish, areas=areas, area_codes=[s.area_code for s in fleet.sites], prices=feed,
+                           weather_file=cfg.path(m.weather_file) if m.weather_file else None, check_s=m.check_s,
+                           weather_days_ahead=m.weather_days_ahead, **kw)
 
 
 def build_service(cfg: CentralConfig, fleet: FleetConfig | None = None, *, mqtt_settings: MqttSettings | None = None,
@@ -77,8 +98,12 @@ def build_service(cfg: CentralConfig, fleet: FleetConfig | None = None, *, mqtt_
         jma = JmaParts(AtomFeedReader(source, data / "jma-seen.sqlite"),
                        WarningTrigger(list(fleet.sites), kinds=set(cfg.jma.kinds), min_level=cfg.jma.min_level),
                        cfg.jma.poll_s, source)
+    publish = getattr(link, "publish_retained", None)
+    market = build_market(cfg, fleet, publish) if publish is not None else None
+    if market is None and (cfg.market.source != "none" or cfg.market.weather_file):
+        raise ValueError("market: the command link cannot publish retained messages (it has no publish_retained)")
     return CentralService(fleet, store, link, security, AlarmBook(data / "alarms.sqlite"),
-                          history or build_history(cfg), jma=jma,
+                          history or build_history(cfg), jma=jma, market=market,
                           command_ttl=timedelta(seconds=cfg.commands.ttl_s),
                           ack_timeout=timedelta(seconds=cfg.commands.ack_timeout_s),
                           stale_after=timedelta(seconds=cfg.stale_after_s), public_page=cfg.public_page)

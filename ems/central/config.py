@@ -15,6 +15,8 @@ from typing import Literal
 from pydantic import Field, PrivateAttr, model_validator
 
 from devices.configfile import ConfigError, StrictModel, load_yaml_model
+from optimizer.prices import area_column
+from telemetry.market import JEPX_AREA_RE
 from telemetry.mqtt_client import MqttSettings, read_secret
 
 #: Warning kinds the JMA trigger understands (see ems.central.jma.trigger).
@@ -118,6 +120,44 @@ class CommandSpec(StrictModel):
     ack_timeout_s: float = Field(default=30, gt=0, le=3600)
 
 
+class MarketSpec(StrictModel):
+    """Day-ahead prices and weather the central service publishes to every gateway (ems.central.market).
+
+    source: ``none`` (no prices), ``jepx_csv`` (``path``: a JEPX spot CSV
+    file or a folder of them, read again when a file changes) or
+    ``synthetic`` (seeded JEPX-like prices for today and tomorrow: demo and
+    drills).  areas: JEPX areas to publish (default: the fleet file's
+    ``jepx_area``).  check_s [s]: how often the files are looked at.
+    weather_file: optional CSV or YAML of (date, area_code, factor 0..1);
+    weather_days_ahead: days after today published per area.
+    """
+
+    source: Literal["none", "jepx_csv", "synthetic"] = "none"
+    path: str | None = None
+    areas: list[str] | None = Field(default=None, min_length=1, max_length=10)
+    check_s: float = Field(default=60.0, ge=1, le=3600)
+    seed: int = Field(default=0, ge=0)
+    weather_file: str | None = None
+    weather_days_ahead: int = Field(default=2, ge=0, le=12)
+
+    @model_validator(mode="after")
+    def _check(self) -> "MarketSpec":
+        if self.source == "jepx_csv" and not self.path:
+            raise ValueError("path: required when source is jepx_csv (a JEPX spot CSV file or a folder of them)")
+        if self.source != "jepx_csv" and self.path is not None:
+            raise ValueError("path: only used when source is jepx_csv")
+        for i, area in enumerate(self.areas or []):
+            if not JEPX_AREA_RE.match(area):
+                raise ValueError(f"areas[{i}]: {area!r} is not a JEPX area name (lower case, e.g. chugoku)")
+            try:
+                area_column(area)
+            except ValueError as exc:
+                raise ValueError(f"areas[{i}]: {exc}") from None
+        if self.areas is not None and len(set(self.areas)) != len(self.areas):
+            raise ValueError("areas: an area is listed twice")
+        return self
+
+
 class CentralConfig(StrictModel):
     """The whole central.yaml."""
 
@@ -129,6 +169,7 @@ class CentralConfig(StrictModel):
     jma: JmaSpec = JmaSpec()
     sessions: SessionSpec = SessionSpec()
     commands: CommandSpec = CommandSpec()
+    market: MarketSpec = MarketSpec()
     public_page: bool = True
     stale_after_s: float = Field(default=60, gt=0, le=86400)  # state older than this shows as stale
 
@@ -162,7 +203,7 @@ def load_central_config(path: str | Path) -> CentralConfig:
     path = Path(path)
     cfg = load_yaml_model(path, CentralConfig)
     cfg._base_dir = path.resolve().parent
-    problems = check_secrets(cfg, str(path))
+    problems = check_secrets(cfg, str(path)) + check_market_files(cfg, str(path))
     if problems:
         raise ConfigError(problems)
     return cfg
@@ -179,4 +220,19 @@ def check_secrets(cfg: CentralConfig, source: str) -> list[str]:
             spec.secret(base)
         except ValueError as exc:
             problems.append(f"{source}: {name}.{'password_file' if spec.password_file else 'password_env'}: {exc}")
+    return problems
+
+
+def check_market_files(cfg: CentralConfig, source: str) -> list[str]:
+    """Market files named in the config that do not exist, as ``file: field: message`` lines."""
+    problems = []
+    m = cfg.market
+    if m.source == "jepx_csv" and m.path and not cfg.path(m.path).exists():
+        problems.append(f"{source}: market.path: no such file or folder {cfg.path(m.path)}")
+    if m.weather_file:
+        p = cfg.path(m.weather_file)
+        if not p.is_file():
+            problems.append(f"{source}: market.weather_file: no such file {p}")
+        elif p.suffix.lower() not in (".csv", ".yaml", ".yml"):
+            problems.append(f"{source}: market.weather_file: must be a .csv, .yaml or .yml file")
     return problems

@@ -1,7 +1,8 @@
-"""The central service's wiring: fleet state, commands with audit, acks, alarms, history, JMA warnings.
+"""The central service's wiring: fleet state, commands with audit, acks, alarms, history, JMA warnings,
+day-ahead prices and weather for the gateways.
 
 :class:`CentralService` holds everything the HTTP API needs and runs the
-background tasks (ack timeouts, JMA polling).  It talks to the sites through
+background tasks (ack timeouts, JMA polling, the market publisher).  It talks to the sites through
 a :class:`CommandLink` (``telemetry.central_mqtt.CentralMqtt`` in
 production) and learns their state from a ``FleetStateStore`` the link
 feeds.  Every mode switch, dispatch and received ack is written to the
@@ -14,7 +15,7 @@ import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Iterable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol
 
 from ems.central.alarmbook import AlarmBook, AlarmRecord
 from ems.central.dispatch import DispatchPreview, preview
@@ -26,6 +27,9 @@ from telemetry.commands import new_command
 from telemetry.fleet_state import FleetStateStore, SiteView
 from telemetry.mqtt_client import to_json
 from telemetry.mqtt_topics import SiteTopics
+
+if TYPE_CHECKING:
+    from ems.central.market import MarketPublisher
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +113,29 @@ class JmaParts:
     source: str | None = None
 
 
+#: Longest text taken from a site's ``inputs`` field (a gateway must not fill the dashboard).
+MAX_INPUT_CHARS = 300
+
+
+def inputs_of(state: dict[str, Any]) -> dict[str, str | None]:
+    """The ``inputs`` a site's state message reports (which prices and weather its plan used, when it last
+    heard from the central service), text only; missing or malformed values are None."""
+    raw = state.get("inputs") if isinstance(state, dict) else None
+    raw = raw if isinstance(raw, dict) else {}
+    out: dict[str, str | None] = {}
+    for key in ("price_source", "weather_source", "last_central_at"):
+        value = raw.get(key)
+        out[key] = value[:MAX_INPUT_CHARS] if isinstance(value, str) and value else None
+    at = out["last_central_at"]
+    if at is not None:
+        try:
+            t = datetime.fromisoformat(at.replace("Z", "+00:00"))
+            out["last_central_at"] = t.astimezone(timezone.utc).isoformat() if t.tzinfo else None
+        except ValueError:
+            out["last_central_at"] = None
+    return out
+
+
 class CentralService:
     """See the module docstring.  ``clock`` returns UTC now (tests move it)."""
 
@@ -116,7 +143,7 @@ class CentralService:
                  alarms: AlarmBook, history: HistoryBackend, *, jma: JmaParts | None = None,
                  command_ttl: timedelta = timedelta(minutes=5), ack_timeout: timedelta = timedelta(seconds=30),
                  stale_after: timedelta = timedelta(seconds=60), public_page: bool = True,
-                 clock: Callable[[], datetime] = _utcnow):
+                 clock: Callable[[], datetime] = _utcnow, market: "MarketPublisher | None" = None):
         self.fleet = fleet
         self.sites: dict[str, SiteConfig] = {s.id: s for s in fleet.sites}
         self.store = store
@@ -127,6 +154,8 @@ class CentralService:
         self.history = history
         self.jma = jma
         self.jma_status = JmaStatus(enabled=jma is not None, source=jma.source if jma else None)
+        #: Prices and weather for the gateways (ems.central.market.MarketPublisher), or None.
+        self.market = market
         self.command_ttl = command_ttl
         self.stale_after = stale_after
         self.public_page = public_page
@@ -143,6 +172,8 @@ class CentralService:
         self._tasks.append(asyncio.create_task(self._expire_loop(), name="ack-timeouts"))
         if self.jma is not None:
             self._tasks.append(asyncio.create_task(self._jma_loop(), name="jma-poller"))
+        if self.market is not None:
+            self._tasks.append(asyncio.create_task(self.market.run(), name="market-publisher"))
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -210,6 +241,19 @@ class CentralService:
             log.info("deleted %d expired login session(s)", n)
         return n
 
+    # -- prices and weather for the gateways ---------------------------------------------------
+    def set_weather(self, area_codes: Iterable[str], factor: float, source: str) -> list[str]:
+        """Publish the PV weather factor [0..1] (1 = clear sky) of ``area_codes`` from today (JST) on
+        (drills change the simulated weather this way); returns the topics published.  ValueError naming
+        the argument for bad input; RuntimeError when the service has no market publisher."""
+        if self.market is None:
+            raise RuntimeError("the central service has no market publisher (see market: in central.yaml)")
+        return self.market.set_weather(list(area_codes), factor, source)
+
+    def market_status(self) -> dict[str, Any] | None:
+        """What the market publisher published last, or None without one."""
+        return self.market.status() if self.market is not None else None
+
     # -- fleet views ----------------------------------------------------------------------------
     def _view(self, site_id: str) -> SiteView:
         try:
@@ -247,6 +291,7 @@ class CentralService:
                           "error": ack.get("error"), "at": view.last_ack_at.isoformat() if view.last_ack_at else None}
                          if ack else None),
             "open_alarms": counts.get(site.id, 0),
+            "inputs": inputs_of(state),
         }
 
     def fleet_rows(self, area: str | None = None) -> list[dict[str, Any]]:

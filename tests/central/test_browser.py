@@ -191,3 +191,31 @@ def test_public_page_shows_hours_left_without_login(browser, live, halls, shots)
     assert "電気あり" in card.text  # grid is up in the fake halls
     assert "hall-01" not in browser.page_source and "typhoon" not in browser.page_source
     browser.save_screenshot(str(shots / "public.png"))
+
+
+def test_fleet_table_and_hall_detail_show_the_plans_inputs(browser, live, halls, shots):
+    from selenium.webdriver.common.by import By
+
+    env, server = live
+    hall = halls["hall-01"]
+    state = hall.state()
+    state["inputs"] = {"price_source": "central: spot_2026.csv (published 2026-12-07T05:00:00+00:00)",
+                       "weather_source": "central (drill: typhoon, published 2026-12-07T05:00:00+00:00)",
+                       "last_central_at": "2026-12-07T05:00:10+00:00"}
+    hall.edge.publish_state(state)  # through the real broker, as the gateway does
+    wait_until(lambda: (env.service.fleet_rows()[0]["inputs"] or {}).get("price_source"), 30, what="inputs in the service")
+    login(browser, server, env, "vera")
+    row = '#fleet-body tr[data-site="hall-01"]'
+    wait(browser, lambda d: "spot_2026.csv" in "".join(texts(d, row)), "the price source in the fleet table")
+    text = texts(browser, row)[0]
+    assert "価格: central: spot_2026.csv (published 2026-12-07T05:00:00+00:00)" in text
+    assert "中央との最終通信: " in text and "14:00:10" in text and "JST" in text  # 05:00:10 UTC in Asia/Tokyo
+    other = texts(browser, '#fleet-body tr[data-site="hall-02"] td.inputs')[0]
+    assert "価格: —" in other and "中央との最終通信: —" in other  # a hall that reports no inputs
+    browser.save_screenshot(str(shots / "fleet-inputs.png"))
+    browser.get(server.url + "/#/site/hall-01")
+    wait(browser, lambda d: "drill: typhoon" in "".join(texts(d, "#site-inputs")), "inputs in the hall detail")
+    detail = texts(browser, "#site-inputs")[0]
+    assert "価格: central: spot_2026.csv" in detail and "天気: central (drill: typhoon" in detail
+    assert "中央との最終通信: " in detail and "14:00:10" in detail
+    browser.save_screenshot(str(shots / "hall-inputs.png"))

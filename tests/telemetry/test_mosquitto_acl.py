@@ -35,11 +35,13 @@ def test_acl_rules_per_gateway_and_central():
     text = acl_text(["hall-01", "hall-02"], central=["central"], readers=["dashboard"])
     block = text.split("user edge-hall-01\n")[1].split("\n\n")[0].splitlines()
     assert "topic read ems/v1/hall-01/cmd/#" in block
-    assert all(("hall-01" in line) for line in block)
+    assert "topic read ems/v1/_fleet/#" in block  # prices and weather from the central service
+    assert all(("hall-01" in line) for line in block if line != "topic read ems/v1/_fleet/#")
+    assert all(line.startswith("topic write ems/v1/hall-01/") for line in block if "write" in line)
     assert not any(line.startswith("topic write ems/v1/hall-01/cmd") for line in block)
     assert not any("readwrite" in line or "#" in line and "write" in line for line in block)
     central = text.split("user central\n")[1].split("\n\n")[0].splitlines()
-    assert central == ["topic read ems/v1/#", "topic write ems/v1/+/cmd/#"]
+    assert central == ["topic read ems/v1/#", "topic write ems/v1/+/cmd/#", "topic write ems/v1/_fleet/#"]
     assert text.split("user dashboard\n")[1].split("\n\n")[0].splitlines() == ["topic read ems/v1/#"]
 
 

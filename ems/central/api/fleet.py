@@ -21,7 +21,8 @@ RANGES = {"1h": timedelta(hours=1), "6h": timedelta(hours=6), "24h": timedelta(h
 MAX_RANGE = timedelta(days=92)
 
 
-@router.get("/fleet", summary="Every hall: mode and reason, SoC [%], powers [W], hours left [h], online, alarms")
+@router.get("/fleet", summary="Every hall: mode and reason, SoC [%], powers [W], hours left [h], online, alarms, "
+                             "the prices and weather its plan used; what the central service publishes")
 def fleet(request: Request, area: str | None = Query(None, pattern=r"^\d{6,7}$", description="area code filter"),
           sort: Literal[SORT_KEYS] = Query("site"), desc: bool = False,  # type: ignore[valid-type]
           _: Principal = Depends(require(Permission.VIEW_FLEET))) -> dict:
@@ -32,7 +33,8 @@ def fleet(request: Request, area: str | None = Query(None, pattern=r"^\d{6,7}$",
     known.sort(key=lambda r: r[sort].lower() if isinstance(r[sort], str) else r[sort], reverse=desc)
     rows = known + [r for r in rows if r.get(sort) is None]  # unknown values last, either way
     return {"time": service.clock().isoformat(), "halls": rows, "areas": service.areas(),
-            "jma": service.jma_status.to_dict(), "suggestions": [s.to_dict() for s in service.open_suggestions()]}
+            "jma": service.jma_status.to_dict(), "suggestions": [s.to_dict() for s in service.open_suggestions()],
+            "market": service.market_status()}
 
 
 @router.get("/sites/{site_id}", summary="One hall: live values, last state, plan, open alarms, configuration")

@@ -38,6 +38,16 @@ function onlineDot(row) {
   const title = row.online === false ? "offline" : row.stale ? `stale (${row.state_age_s ?? "?"} s)` : row.online ? "online" : "never heard";
   return h("span", { class: "dot " + cls, title });
 }
+// Which prices and weather a hall's plan used and when it last heard from the central service (its state's "inputs").
+function inputLines(r, withWeather) {
+  const i = r.inputs || {};
+  const line = (cls, label, english, text) => h("div", { class: "inp " + cls, title: `${english}: ${text}` }, h("span", { class: "muted" }, label), text);
+  return [
+    line("inp-price", "価格: ", "Prices of the plan", i.price_source || "—"),
+    withWeather ? line("inp-weather", "天気: ", "Weather of the plan", i.weather_source || "—") : null,
+    line("inp-central", "中央との最終通信: ", "Last message from the central service", i.last_central_at ? jst(i.last_central_at) + " JST" : "—"),
+  ];
+}
 function socCell(v) {
   return h("td", { class: "num" }, h("span", { class: "socbar" }, h("i", { style: `width:${Math.max(0, Math.min(100, v || 0))}%` })), pct(v));
 }
@@ -179,7 +189,7 @@ setInterval(() => { $("#clock").textContent = new Date().toLocaleString("ja-JP",
 const COLUMNS = [
   ["site", "Hall"], ["area_code", "Area"], ["mode", "Mode / reason"], ["soc_pct", "SoC", "num"],
   ["battery_w", "Battery kW", "num"], ["pv_w", "PV kW", "num"], ["grid_w", "Grid kW", "num"],
-  ["hours_left", "Hours left", "num"], ["online", "Online"], [null, "Last ack"], ["open_alarms", "Alarms", "num"],
+  ["hours_left", "Hours left", "num"], ["online", "Online"], [null, "Last ack"], [null, "入力 Inputs"], ["open_alarms", "Alarms", "num"],
 ];
 
 VIEWS.fleet = box => {
@@ -219,6 +229,7 @@ VIEWS.fleet = box => {
       h("td", { class: "num" }, h("span", { class: "hours " + hoursClass(r.hours_left, r.h_disaster) }, fmtHours(r.hours_left)), h("span", { class: "muted small" }, " h")),
       h("td", {}, onlineDot(r), r.stale && r.online ? h("span", { class: "small muted" }, " stale") : ""),
       h("td", { class: "small" }, r.last_ack ? [statusPill(r.last_ack.status), " ", r.last_ack.kind || "", h("div", { class: "muted" }, jst(r.last_ack.at))] : "—"),
+      h("td", { class: "small inputs" }, inputLines(r, false)),
       h("td", { class: "num" }, h("span", { class: "badge" + (r.open_alarms ? "" : " zero") }, r.open_alarms)))));
     const counts = {};
     for (const r of f.halls) counts[r.mode || "unknown"] = (counts[r.mode || "unknown"] || 0) + 1;
@@ -291,7 +302,8 @@ VIEWS.site = (box, [siteId]) => {
     if (!r) { head.replaceChildren(h("p", { class: "error" }, `unknown hall ${siteId}`)); return; }
     head.replaceChildren(h("div", { class: "row" }, h("h2", { style: "margin:0;font-size:20px" }, r.name), h("span", { class: "muted" }, `${r.site} · ${r.area_name} (${r.area_code})`),
       modePill(r.mode), onlineDot(r), h("span", { class: "muted small" }, r.online ? (r.stale ? "stale" : "online") : "offline")),
-      h("div", { class: "muted", style: "margin-top:6px" }, `Reason: ${r.mode_reason || "—"} · since ${jst(r.mode_since)} · by ${r.mode_by || "—"}`));
+      h("div", { class: "muted", style: "margin-top:6px" }, `Reason: ${r.mode_reason || "—"} · since ${jst(r.mode_since)} · by ${r.mode_by || "—"}`),
+      h("div", { class: "small inputs detail", id: "site-inputs", style: "margin-top:6px" }, inputLines(r, true)));
     const tile = (k, v, u, cls) => h("div", { class: "tile " + (cls || "") }, h("div", { class: "k" }, k), h("div", { class: "v" }, v, h("span", { class: "u" }, u)));
     tiles.replaceChildren(
       tile("Hours of critical power", h("span", { class: "hours " + hoursClass(r.hours_left, r.h_disaster), id: "site-hours" }, fmtHours(r.hours_left)), `h  (target ${r.h_disaster} h)`, "hero"),
