@@ -1,10 +1,30 @@
 """Forecasts for a hall: clear-sky PV and load profiles learnt from history (pure, vectorised).
 
-PV: sun position (Spencer 1971), clear-sky GHI (Haurwitz 1945), GHI → DNI/DHI
-(Erbs 1982), isotropic plane of array, PVWatts-style losses, all scaled by a
-weather factor [0..1].  The same models as ``devices/simulator/solar.py``
-(written separately so the optimizer stays free of device code; the two
-should be folded into one pure module later).
+PV: the clear-sky power of the hall's array [W] from pvlib, times a weather
+factor [0..1].  The sun model is a convention shared with the simulator
+(``devices/simulator/solar.py``): devices/ and optimizer/ may not import
+each other, so both call pvlib with the same models and parameters (the
+constants below) and the same day tables, and
+``tests/optimizer/test_sun_agreement.py`` holds the two equal.  Models:
+
+* sun position: NREL SPA (``pvlib.solarposition``, ``nrel_numpy``);
+* clear sky: Ineichen–Perez (``pvlib.clearsky.ineichen``) with pvlib's
+  monthly Linke turbidity climatology of the site, interpolated to the day;
+* plane of array: ``pvlib.irradiance.get_total_irradiance``, isotropic sky,
+  ground albedo 0.2;
+* PV: ``pvlib.pvsystem.pvwatts_dc`` at the 25 °C reference cell temperature
+  and PVWatts' default system losses (``pvwatts_losses``), capped at the
+  nameplate.
+
+What the forecaster deliberately does not know: the simulator's clouds
+(a seeded series per minute); the forecaster has only the weather factor it
+is given (per slot) and averages the clear sky over each slot.
+
+Clear-sky POA is computed by pvlib once per site, panel and local day at a
+1-minute step and interpolated linearly (the sun moves 0.25° a minute), so a
+rolling forecast costs table look-ups, not pvlib calls.  The tables are a
+memo, not state: any call gives the same values cold or warm.  The one file
+read is pvlib's bundled turbidity table, once per site and process.
 
 Load: a same-weekday (or workday/weekend), same-time-of-day mean learnt
 from history, falling back slot by slot to the configured profile where
@@ -14,19 +34,123 @@ Local time is JST (Japan has no daylight saving time).
 
 from __future__ import annotations
 
+import calendar
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
+from functools import lru_cache
 from typing import Sequence
 
 import numpy as np
+import pandas as pd
+import pvlib
 
 JST = timezone(timedelta(hours=9), "JST")
-SOLAR_CONSTANT_W_M2 = 1367.0
-#: PVWatts' default system losses (soiling, wiring, mismatch, inverter ...).
-PV_LOSSES = 0.14
-GROUND_ALBEDO = 0.2
 #: Sub-samples per slot when averaging PV over the slot.
 PV_SAMPLES_PER_SLOT = 6
+
+# -- the sun model: the same constants and code as devices/simulator/solar.py ------------------------
+#: Halls are taken to stand at sea level [m]: the fleet file gives no altitude (300 m would add up to 1 % GHI).
+ALTITUDE_M = 0.0
+#: Ground reflectance [0..1] for the isotropic transposition.
+GROUND_ALBEDO = 0.2
+#: PVWatts' default system losses [0..1] (soiling, shading, mismatch, wiring, LID, availability ...): 0.1408.
+PV_LOSSES = float(pvlib.pvsystem.pvwatts_losses()) / 100.0
+#: Cell temperature [°C] given to pvwatts_dc: the 25 °C reference (no weather input, so no derating).
+CELL_TEMPERATURE_C = 25.0
+#: PVWatts' temperature coefficient of power [1/°C] (idle at the reference temperature).
+GAMMA_PDC = -0.004
+#: Step [s] of the clear-sky day tables; values in between are interpolated linearly.
+TABLE_STEP_S = 60
+_TABLE_STEPS = 86400 // TABLE_STEP_S  # per day; a table holds one more value (both midnights)
+_TABLE_CACHE_SIZE = 512  # tables kept (11.5 kB each)
+_TABLE_BATCH_DAYS = 31  # days computed in one pvlib call at most (bounds its memory)
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+_tables_lock = threading.Lock()
+_tables: OrderedDict[tuple[float, float, float, float, int], np.ndarray] = OrderedDict()
+
+
+def _day_shift_s(lon_deg: float) -> int:
+    """Offset [s] from UTC to the site's whole-hour zone: tables run from local midnight to midnight."""
+    return round(lon_deg / 15.0) * 3600
+
+
+@lru_cache(maxsize=256)
+def _monthly_linke_turbidity(lat_deg: float, lon_deg: float) -> np.ndarray:
+    """pvlib's Linke turbidity climatology [-] at lat/lon [°], January … December (one file read per site)."""
+    mid_months = pd.DatetimeIndex([pd.Timestamp(2001, m, 15, tz="UTC") for m in range(1, 13)])
+    return pvlib.clearsky.lookup_linke_turbidity(mid_months, lat_deg, lon_deg, interp_turbidity=False).to_numpy()
+
+
+def _linke_turbidity(lat_deg: float, lon_deg: float, day: date) -> float:
+    """Linke turbidity [-] of ``day``, interpolated between mid-month values as pvlib's lookup does.
+
+    Held for the whole local day (pvlib's own interpolation steps at UTC midnight, 09:00 in Japan).
+    """
+    lts = _monthly_linke_turbidity(lat_deg, lon_deg)
+    mdays = np.array(calendar.mdays[1:], dtype=float)
+    mdays[1] += calendar.isleap(day.year)
+    middles = np.cumsum(mdays) - mdays / 2
+    xp = np.concatenate([[middles[0] - 31.0], middles, [middles[-1] + 31.0]])  # last December, next January
+    return float(np.interp(day.timetuple().tm_yday, xp, np.concatenate([lts[-1:], lts, lts[:1]])))
+
+
+def _compute_tables(lat_deg: float, lon_deg: float, tilt_deg: float, azimuth_deg: float,
+                    days: Sequence[int]) -> np.ndarray:
+    """Clear-sky POA [W/m²] from pvlib, one row per local day (days since 1970-01-01), TABLE_STEP_S apart."""
+    n = _TABLE_STEPS + 1
+    offsets = np.arange(n, dtype=np.int64) * TABLE_STEP_S
+    epoch = (np.asarray(days, dtype=np.int64)[:, None] * 86400 - _day_shift_s(lon_deg) + offsets).ravel()
+    times = pd.to_datetime(epoch, unit="s", utc=True)
+    local = [date.fromordinal(_EPOCH_ORDINAL + int(d)) for d in days]
+    doy = np.array([d.timetuple().tm_yday for d in local], dtype=float)
+    site = pvlib.location.Location(lat_deg, lon_deg, altitude=ALTITUDE_M)
+    sun = site.get_solarposition(times)  # NREL SPA
+    sky = site.get_clearsky(times, model="ineichen", solar_position=sun,
+                            linke_turbidity=np.repeat([_linke_turbidity(lat_deg, lon_deg, d) for d in local], n),
+                            dni_extra=np.repeat(pvlib.irradiance.get_extra_radiation(doy), n))
+    poa = pvlib.irradiance.get_total_irradiance(tilt_deg, azimuth_deg, sun["apparent_zenith"], sun["azimuth"],
+                                                sky["dni"], sky["ghi"], sky["dhi"], albedo=GROUND_ALBEDO,
+                                                model="isotropic")["poa_global"]
+    return np.clip(np.nan_to_num(poa.to_numpy(dtype=float)), 0.0, None).reshape(len(days), n)
+
+
+def _day_tables(lat_deg: float, lon_deg: float, tilt_deg: float, azimuth_deg: float,
+                days: Sequence[int]) -> list[np.ndarray]:
+    """The day tables of ``days`` (cached; missing ones computed together, outside the lock)."""
+    site = (float(lat_deg), float(lon_deg), float(tilt_deg), float(azimuth_deg))
+    with _tables_lock:
+        found = {int(d): _tables.get((*site, int(d))) for d in days}
+    missing = [d for d, table in found.items() if table is None]
+    for i in range(0, len(missing), _TABLE_BATCH_DAYS):
+        chunk = missing[i:i + _TABLE_BATCH_DAYS]
+        rows = _compute_tables(*site, chunk)
+        with _tables_lock:
+            for d, row in zip(chunk, rows):
+                found[d] = _tables[(*site, d)] = row
+                while len(_tables) > _TABLE_CACHE_SIZE:
+                    _tables.popitem(last=False)
+    return [found[int(d)] for d in days]
+
+
+def clear_sky_poa_w_m2(epoch_s: np.ndarray, lat_deg: float, lon_deg: float, tilt_deg: float,
+                       azimuth_deg: float) -> np.ndarray:
+    """Clear-sky irradiance on the panel plane [W/m²] at UTC epoch seconds [s]; 0 at night.
+
+    lat/lon [°]; tilt_deg [°]; azimuth_deg [°, from north, 180 = south].  The
+    shared sun model (module docstring), from the day tables.
+    """
+    x = (np.asarray(epoch_s, dtype=float) + _day_shift_s(lon_deg)) / TABLE_STEP_S
+    if x.size == 0:
+        return np.zeros(0)
+    day = np.floor(x / _TABLE_STEPS).astype(np.int64)
+    days, row = np.unique(day, return_inverse=True)
+    tables = np.stack(_day_tables(lat_deg, lon_deg, tilt_deg, azimuth_deg, days))
+    pos = x - day * _TABLE_STEPS
+    i = np.minimum(pos.astype(np.int64), _TABLE_STEPS - 1)
+    f = pos - i
+    return tables[row, i] * (1.0 - f) + tables[row, i + 1] * f
 
 
 def _epoch_s(times: Sequence[datetime]) -> np.ndarray:
@@ -39,56 +163,18 @@ def _epoch_s(times: Sequence[datetime]) -> np.ndarray:
     return out
 
 
-def sun_position(epoch_s: np.ndarray, lat_deg: float, lon_deg: float) -> tuple[np.ndarray, np.ndarray]:
-    """(zenith [°], azimuth [° from north, clockwise]) at UTC epoch seconds."""
-    # Day of year (0-based, fractional) and UTC hour.
-    dt64 = (epoch_s * 1e6).astype("datetime64[us]")
-    year_start = dt64.astype("datetime64[Y]").astype("datetime64[us]")
-    doy = ((dt64 - year_start).astype("timedelta64[us]").astype(float) / 86400e6)  # fractional, 0-based
-    hour = (doy - np.floor(doy)) * 24.0
-    gamma = 2 * np.pi / 365 * (np.floor(doy) + (hour - 12) / 24)
-    decl = (0.006918 - 0.399912 * np.cos(gamma) + 0.070257 * np.sin(gamma)
-            - 0.006758 * np.cos(2 * gamma) + 0.000907 * np.sin(2 * gamma)
-            - 0.002697 * np.cos(3 * gamma) + 0.00148 * np.sin(3 * gamma))
-    eot_min = 229.18 * (0.000075 + 0.001868 * np.cos(gamma) - 0.032077 * np.sin(gamma)
-                        - 0.014615 * np.cos(2 * gamma) - 0.040849 * np.sin(2 * gamma))
-    solar_min = hour * 60 + eot_min + 4 * lon_deg
-    ha = np.radians(solar_min / 4 - 180)
-    lat = np.radians(lat_deg)
-    cos_z = np.sin(lat) * np.sin(decl) + np.cos(lat) * np.cos(decl) * np.cos(ha)
-    zenith = np.degrees(np.arccos(np.clip(cos_z, -1, 1)))
-    az = np.degrees(np.arctan2(np.sin(ha), np.cos(ha) * np.sin(lat) - np.tan(decl) * np.cos(lat))) + 180
-    return zenith, az % 360
-
-
-def clear_sky_poa_w_m2(epoch_s: np.ndarray, lat_deg: float, lon_deg: float, tilt_deg: float,
-                       azimuth_deg: float) -> np.ndarray:
-    """Clear-sky irradiance on the panel plane [W/m²] at UTC epoch seconds."""
-    zen, az = sun_position(epoch_s, lat_deg, lon_deg)
-    cos_z = np.cos(np.radians(zen))
-    up = cos_z > 0.0
-    cz = np.where(up, cos_z, 1.0)
-    ghi = np.where(up, 1098.0 * cz * np.exp(-0.059 / cz), 0.0)
-    kt = np.clip(ghi / (SOLAR_CONSTANT_W_M2 * cz), 0, 1)
-    df = np.where(kt <= 0.22, 1 - 0.09 * kt,
-                  np.where(kt <= 0.8, 0.9511 - 0.1604 * kt + 4.388 * kt**2 - 16.638 * kt**3 + 12.336 * kt**4, 0.165))
-    dhi = df * ghi
-    # Below ~3.7° the decomposition is unreliable: treat all light as diffuse.
-    dni = np.where(cos_z > 0.065, (ghi - dhi) / cz, 0.0)
-    dhi = np.where(cos_z > 0.065, dhi, ghi)
-    tilt = np.radians(tilt_deg)
-    cos_aoi = cos_z * np.cos(tilt) + np.sin(np.radians(zen)) * np.sin(tilt) * np.cos(np.radians(az - azimuth_deg))
-    poa = dni * np.maximum(cos_aoi, 0) + dhi * (1 + np.cos(tilt)) / 2 + ghi * GROUND_ALBEDO * (1 - np.cos(tilt)) / 2
-    return np.where(up, poa, 0.0)
-
-
 def clear_sky_pv_w(times: Sequence[datetime], lat_deg: float, lon_deg: float, capacity_w: float,
                    tilt_deg: float = 20.0, azimuth_deg: float = 180.0,
                    weather_factor: float | Sequence[float] = 1.0, slot: timedelta | None = None) -> np.ndarray:
     """Forecast PV output [W] per slot: mean over the slot of clear-sky power × weather factor.
 
-    times: slot starts (aware); slot: slot length (default: the series' step, or 30 min);
-    weather_factor [0..1]: scalar or one per slot (1 = clear sky).
+    times: slot starts (aware); lat/lon [°]; capacity_w [W DC peak];
+    tilt_deg [°]; azimuth_deg [°, 180 = south]; slot: slot length (default:
+    the series' step, or 30 min); weather_factor [0..1]: scalar or one per
+    slot (1 = clear sky), applied to the slot mean.  Power at an instant is
+    the simulator's clear-sky power (pvwatts_dc of the POA × (1 − PV_LOSSES),
+    capped at capacity_w); the slot mean is taken over
+    ``PV_SAMPLES_PER_SLOT`` evenly spaced instants.
     """
     if capacity_w < 0:
         raise ValueError("capacity_w must be >= 0")
@@ -98,9 +184,11 @@ def clear_sky_pv_w(times: Sequence[datetime], lat_deg: float, lon_deg: float, ca
     start = _epoch_s(times)
     offsets = (np.arange(PV_SAMPLES_PER_SLOT) + 0.5) / PV_SAMPLES_PER_SLOT * step.total_seconds()
     samples = (start[:, None] + offsets[None, :]).ravel()
-    poa = clear_sky_poa_w_m2(samples, lat_deg, lon_deg, tilt_deg, azimuth_deg).reshape(len(times), -1).mean(axis=1)
+    poa = clear_sky_poa_w_m2(samples, lat_deg, lon_deg, tilt_deg, azimuth_deg)
+    dc = pvlib.pvsystem.pvwatts_dc(poa, CELL_TEMPERATURE_C, capacity_w, GAMMA_PDC)
+    power = np.clip(dc * (1.0 - PV_LOSSES), 0.0, capacity_w).reshape(len(times), -1).mean(axis=1)
     factor = np.clip(np.broadcast_to(np.asarray(weather_factor, dtype=float), (len(times),)), 0.0, 1.0)
-    return capacity_w * poa / 1000.0 * (1 - PV_LOSSES) * factor
+    return power * factor
 
 
 #: community_hall shape, share of (peak − base) by local hour; weekdays: office, evening meetings.

@@ -9,6 +9,11 @@ midpoint and the battery power is constant (its average), so the balance
 grid = load − PV − battery holds exactly for every sub-step and the stored
 energy changes by −P·Δt/η_d (discharging) or −P·Δt·η_c (charging).
 
+PV available [W] is the clear-sky power of :mod:`devices.simulator.solar`
+(pvlib, the same sun model the forecaster uses) times the hall's seeded
+cloud series (:class:`~devices.simulator.solar.CloudSeries`), which the
+forecaster does not know.
+
 Grid connected, the battery follows its setpoint (with a first-order lag of
 ``lag_s``), clipped to its power limits (the smaller of battery and inverter
 rating) and stopped at soc_min / soc_max.  A heartbeat watchdog reverts the

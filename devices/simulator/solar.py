@@ -1,36 +1,141 @@
-"""Sun position, clear-sky irradiance and PV power: pure functions (pvlib style).
+"""The simulated hall's sun: position, clear-sky irradiance and PV power from pvlib, plus clouds.
 
-Angles in degrees unless a name says otherwise; azimuths are measured from
-north, clockwise (90 = east, 180 = south), as in :class:`ems.config.PVSpec`.
-Irradiance in W/m², power in W, times timezone-aware UTC.
+Angles in degrees; azimuths are measured from north, clockwise (90 = east,
+180 = south), as in the fleet file's ``PVSpec``.  Irradiance in W/m², power
+in W, times timezone-aware UTC.
 
-Models (all standard, chosen to be small rather than bankable):
+The clear sky is a convention shared with the forecaster
+(``optimizer/forecast.py``): devices/ and optimizer/ may not import each
+other, so both call pvlib with the same models and parameters (the constants
+below) and the same day tables, and ``tests/optimizer/test_sun_agreement.py``
+holds the two equal.  Models:
 
-* declination and equation of time: Spencer (1971) Fourier series;
-* clear-sky GHI: Haurwitz (1945), as in ``pvlib.clearsky.haurwitz``;
-* GHI → DNI/DHI: Erbs et al. (1982) diffuse fraction;
-* plane of array: isotropic sky diffuse plus ground reflection (albedo 0.2);
-* clouds: an AR(1) process sampled per minute, seeded, see :class:`CloudSeries`.
+* sun position: NREL SPA (``pvlib.solarposition``, ``nrel_numpy``);
+* clear sky: Ineichen–Perez (``pvlib.clearsky.ineichen``) with pvlib's
+  monthly Linke turbidity climatology of the site, interpolated to the day;
+* plane of array: ``pvlib.irradiance.get_total_irradiance``, isotropic sky,
+  ground albedo 0.2;
+* PV: ``pvlib.pvsystem.pvwatts_dc`` at the 25 °C reference cell temperature
+  and PVWatts' default system losses (``pvwatts_losses``), capped at the
+  nameplate.
+
+Where the simulator's "true" sky deliberately differs from what the
+forecaster assumes: clouds.  The simulator multiplies the clear sky by a
+seeded AR(1) weather factor per minute (:class:`CloudSeries`); the
+forecaster knows only the weather factor it is given per slot.
+
+Clear-sky POA is computed by pvlib once per site, panel and local day at a
+1-minute step and interpolated linearly (the sun moves 0.25° a minute): a
+physics sub-step costs a table look-up, not a pvlib call.
 """
 
 from __future__ import annotations
 
+import calendar
 import math
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
+from functools import lru_cache
+from typing import Sequence
 
 import numpy as np
+import pandas as pd
+import pvlib
 
-SOLAR_CONSTANT_W_M2 = 1367.0
-#: PVWatts' default system losses (soiling, wiring, mismatch, inverter, ...).
-DEFAULT_PV_LOSSES = 0.14
-#: Below this cos(zenith) (sun under ~3.7°) DNI from the decomposition is unreliable.
-_MIN_COS_ZENITH = 0.065
+# -- the sun model: the same constants and code as optimizer/forecast.py -----------------------------
+#: Halls are taken to stand at sea level [m]: the fleet file gives no altitude (300 m would add up to 1 % GHI).
+ALTITUDE_M = 0.0
+#: Ground reflectance [0..1] for the isotropic transposition.
+GROUND_ALBEDO = 0.2
+#: PVWatts' default system losses [0..1] (soiling, shading, mismatch, wiring, LID, availability ...): 0.1408.
+DEFAULT_PV_LOSSES = float(pvlib.pvsystem.pvwatts_losses()) / 100.0
+#: Cell temperature [°C] given to pvwatts_dc: the 25 °C reference (no weather input, so no derating).
+CELL_TEMPERATURE_C = 25.0
+#: PVWatts' temperature coefficient of power [1/°C] (idle at the reference temperature).
+GAMMA_PDC = -0.004
+#: Step [s] of the clear-sky day tables; values in between are interpolated linearly.
+TABLE_STEP_S = 60
+_TABLE_STEPS = 86400 // TABLE_STEP_S  # per day; a table holds one more value (both midnights)
+_TABLE_CACHE_SIZE = 512  # tables kept (11.5 kB each)
+_TABLE_BATCH_DAYS = 31  # days computed in one pvlib call at most (bounds its memory)
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+_tables_lock = threading.Lock()
+_tables: OrderedDict[tuple[float, float, float, float, int], np.ndarray] = OrderedDict()
 
 
+def _day_shift_s(lon_deg: float) -> int:
+    """Offset [s] from UTC to the site's whole-hour zone: tables run from local midnight to midnight."""
+    return round(lon_deg / 15.0) * 3600
+
+
+@lru_cache(maxsize=256)
+def _monthly_linke_turbidity(lat_deg: float, lon_deg: float) -> np.ndarray:
+    """pvlib's Linke turbidity climatology [-] at lat/lon [°], January … December (one file read per site)."""
+    mid_months = pd.DatetimeIndex([pd.Timestamp(2001, m, 15, tz="UTC") for m in range(1, 13)])
+    return pvlib.clearsky.lookup_linke_turbidity(mid_months, lat_deg, lon_deg, interp_turbidity=False).to_numpy()
+
+
+def _linke_turbidity(lat_deg: float, lon_deg: float, day: date) -> float:
+    """Linke turbidity [-] of ``day``, interpolated between mid-month values as pvlib's lookup does.
+
+    Held for the whole local day (pvlib's own interpolation steps at UTC midnight, 09:00 in Japan).
+    """
+    lts = _monthly_linke_turbidity(lat_deg, lon_deg)
+    mdays = np.array(calendar.mdays[1:], dtype=float)
+    mdays[1] += calendar.isleap(day.year)
+    middles = np.cumsum(mdays) - mdays / 2
+    xp = np.concatenate([[middles[0] - 31.0], middles, [middles[-1] + 31.0]])  # last December, next January
+    return float(np.interp(day.timetuple().tm_yday, xp, np.concatenate([lts[-1:], lts, lts[:1]])))
+
+
+def _compute_tables(lat_deg: float, lon_deg: float, tilt_deg: float, azimuth_deg: float,
+                    days: Sequence[int]) -> np.ndarray:
+    """Clear-sky POA [W/m²] from pvlib, one row per local day (days since 1970-01-01), TABLE_STEP_S apart."""
+    n = _TABLE_STEPS + 1
+    offsets = np.arange(n, dtype=np.int64) * TABLE_STEP_S
+    epoch = (np.asarray(days, dtype=np.int64)[:, None] * 86400 - _day_shift_s(lon_deg) + offsets).ravel()
+    times = pd.to_datetime(epoch, unit="s", utc=True)
+    local = [date.fromordinal(_EPOCH_ORDINAL + int(d)) for d in days]
+    doy = np.array([d.timetuple().tm_yday for d in local], dtype=float)
+    site = pvlib.location.Location(lat_deg, lon_deg, altitude=ALTITUDE_M)
+    sun = site.get_solarposition(times)  # NREL SPA
+    sky = site.get_clearsky(times, model="ineichen", solar_position=sun,
+                            linke_turbidity=np.repeat([_linke_turbidity(lat_deg, lon_deg, d) for d in local], n),
+                            dni_extra=np.repeat(pvlib.irradiance.get_extra_radiation(doy), n))
+    poa = pvlib.irradiance.get_total_irradiance(tilt_deg, azimuth_deg, sun["apparent_zenith"], sun["azimuth"],
+                                                sky["dni"], sky["ghi"], sky["dhi"], albedo=GROUND_ALBEDO,
+                                                model="isotropic")["poa_global"]
+    return np.clip(np.nan_to_num(poa.to_numpy(dtype=float)), 0.0, None).reshape(len(days), n)
+
+
+def _day_tables(lat_deg: float, lon_deg: float, tilt_deg: float, azimuth_deg: float,
+                days: Sequence[int]) -> list[np.ndarray]:
+    """The day tables of ``days`` (cached; missing ones computed together, outside the lock)."""
+    site = (float(lat_deg), float(lon_deg), float(tilt_deg), float(azimuth_deg))
+    with _tables_lock:
+        found = {int(d): _tables.get((*site, int(d))) for d in days}
+    missing = [d for d, table in found.items() if table is None]
+    for i in range(0, len(missing), _TABLE_BATCH_DAYS):
+        chunk = missing[i:i + _TABLE_BATCH_DAYS]
+        rows = _compute_tables(*site, chunk)
+        with _tables_lock:
+            for d, row in zip(chunk, rows):
+                found[d] = _tables[(*site, d)] = row
+                while len(_tables) > _TABLE_CACHE_SIZE:
+                    _tables.popitem(last=False)
+    return [found[int(d)] for d in days]
+
+
+# -- the simulator's use of it ------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class SolarPosition:
-    """Where the sun is: elevation_deg [°] (negative at night), zenith_deg [°], azimuth_deg [°, from north]."""
+    """Where the sun is: elevation_deg [°] (negative at night), zenith_deg [°], azimuth_deg [°, from north].
+
+    Geometric angles (no refraction); the clear-sky model uses SPA's refracted
+    (apparent) zenith, as pvlib's ``Location.get_clearsky`` does.
+    """
 
     elevation_deg: float
     zenith_deg: float
@@ -43,119 +148,43 @@ def _utc(t: datetime) -> datetime:
     return t.astimezone(timezone.utc)
 
 
-def fractional_year_rad(t: datetime) -> float:
-    """Spencer's day angle Γ = 2π/365 · (day_of_year − 1 + (hour − 12)/24) [rad] for UTC time ``t``."""
-    t = _utc(t)
-    hour = t.hour + t.minute / 60 + t.second / 3600 + t.microsecond / 3.6e9
-    return 2 * math.pi / 365 * (t.timetuple().tm_yday - 1 + (hour - 12) / 24)
-
-
-def declination_deg(t: datetime) -> float:
-    """Solar declination δ [°] at UTC time ``t`` (Spencer 1971, error < 0.05°)."""
-    g = fractional_year_rad(t)
-    rad = (0.006918 - 0.399912 * math.cos(g) + 0.070257 * math.sin(g)
-           - 0.006758 * math.cos(2 * g) + 0.000907 * math.sin(2 * g)
-           - 0.002697 * math.cos(3 * g) + 0.00148 * math.sin(3 * g))
-    return math.degrees(rad)
-
-
-def equation_of_time_min(t: datetime) -> float:
-    """Equation of time [min]: true solar time minus mean solar time (Spencer 1971)."""
-    g = fractional_year_rad(t)
-    return 229.18 * (0.000075 + 0.001868 * math.cos(g) - 0.032077 * math.sin(g)
-                     - 0.014615 * math.cos(2 * g) - 0.040849 * math.sin(2 * g))
-
-
-def hour_angle_deg(t: datetime, lon_deg: float) -> float:
-    """Hour angle H [°] at longitude ``lon_deg`` [°E]: 0 at solar noon, negative before, 15°/h."""
-    t = _utc(t)
-    minutes = t.hour * 60 + t.minute + t.second / 60 + t.microsecond / 6e7
-    true_solar_min = minutes + 4 * lon_deg + equation_of_time_min(t)
-    h = true_solar_min / 4 - 180
-    return (h + 180) % 360 - 180
-
-
 def solar_position(t: datetime, lat_deg: float, lon_deg: float) -> SolarPosition:
-    """Sun elevation, zenith and azimuth [°] seen from lat/lon [°] at UTC time ``t`` (no refraction)."""
-    phi = math.radians(lat_deg)
-    delta = math.radians(declination_deg(t))
-    h = math.radians(hour_angle_deg(t, lon_deg))
-    cos_z = math.sin(phi) * math.sin(delta) + math.cos(phi) * math.cos(delta) * math.cos(h)
-    cos_z = max(-1.0, min(1.0, cos_z))
-    zenith = math.degrees(math.acos(cos_z))
-    # Azimuth from south (positive west), then turned to "from north".
-    az_south = math.atan2(math.sin(h), math.cos(h) * math.sin(phi) - math.tan(delta) * math.cos(phi))
-    azimuth = (math.degrees(az_south) + 180.0) % 360.0
-    return SolarPosition(elevation_deg=90.0 - zenith, zenith_deg=zenith, azimuth_deg=azimuth)
+    """Sun elevation, zenith and azimuth [°] seen from lat/lon [°] at aware time ``t`` (NREL SPA via pvlib).
 
-
-def extraterrestrial_w_m2(t: datetime) -> float:
-    """Normal irradiance above the atmosphere [W/m²], varying ±3.3 % with the Earth–Sun distance."""
-    return SOLAR_CONSTANT_W_M2 * (1 + 0.033 * math.cos(2 * math.pi * _utc(t).timetuple().tm_yday / 365))
-
-
-def haurwitz_ghi_w_m2(zenith_deg: float) -> float:
-    """Clear-sky global horizontal irradiance [W/m²]: 1098 · cos z · exp(−0.057 / cos z); 0 at night."""
-    cos_z = math.cos(math.radians(zenith_deg))
-    if cos_z <= 0:
-        return 0.0
-    return 1098.0 * cos_z * math.exp(-0.057 / cos_z)
-
-
-def erbs_dni_dhi_w_m2(ghi_w_m2: float, zenith_deg: float, extra_w_m2: float) -> tuple[float, float]:
-    """Split GHI [W/m²] into (DNI, DHI) [W/m²] with the Erbs diffuse fraction."""
-    cos_z = math.cos(math.radians(zenith_deg))
-    if ghi_w_m2 <= 0 or cos_z <= 0:
-        return 0.0, 0.0
-    kt = min(1.0, max(0.0, ghi_w_m2 / (extra_w_m2 * max(cos_z, _MIN_COS_ZENITH))))
-    if kt <= 0.22:
-        df = 1 - 0.09 * kt
-    elif kt <= 0.80:
-        df = 0.9511 - 0.1604 * kt + 4.388 * kt**2 - 16.638 * kt**3 + 12.336 * kt**4
-    else:
-        df = 0.165
-    dhi = df * ghi_w_m2
-    dni = (ghi_w_m2 - dhi) / max(cos_z, _MIN_COS_ZENITH)
-    return min(dni, extra_w_m2), dhi
-
-
-def angle_of_incidence_cos(zenith_deg: float, azimuth_deg: float, tilt_deg: float,
-                           surface_azimuth_deg: float) -> float:
-    """cos of the angle between the sun and the panel normal (can be negative: sun behind)."""
-    z, a = math.radians(zenith_deg), math.radians(azimuth_deg)
-    b, g = math.radians(tilt_deg), math.radians(surface_azimuth_deg)
-    return math.cos(z) * math.cos(b) + math.sin(z) * math.sin(b) * math.cos(a - g)
-
-
-def poa_irradiance_w_m2(ghi: float, dni: float, dhi: float, zenith_deg: float, azimuth_deg: float,
-                        tilt_deg: float, surface_azimuth_deg: float, albedo: float = 0.2) -> float:
-    """Plane-of-array irradiance [W/m²]: beam·cos(AOI) + isotropic sky diffuse + ground reflection."""
-    if ghi <= 0:
-        return 0.0
-    cos_aoi = angle_of_incidence_cos(zenith_deg, azimuth_deg, tilt_deg, surface_azimuth_deg)
-    tilt = math.radians(tilt_deg)
-    beam = dni * max(0.0, cos_aoi)
-    sky = dhi * (1 + math.cos(tilt)) / 2
-    ground = ghi * albedo * (1 - math.cos(tilt)) / 2
-    return max(0.0, beam + sky + ground)
+    A pvlib call per time (~ms): for inspection and tests; the clear sky uses the day tables.
+    """
+    site = pvlib.location.Location(lat_deg, lon_deg, altitude=ALTITUDE_M)
+    sun = site.get_solarposition(pd.DatetimeIndex([_utc(t)])).iloc[0]
+    return SolarPosition(elevation_deg=float(sun["elevation"]), zenith_deg=float(sun["zenith"]),
+                         azimuth_deg=float(sun["azimuth"]))
 
 
 def clear_sky_poa_w_m2(t: datetime, lat_deg: float, lon_deg: float, tilt_deg: float,
                        surface_azimuth_deg: float) -> float:
-    """Clear-sky plane-of-array irradiance [W/m²] for a panel at lat/lon [°] and UTC time ``t``."""
-    pos = solar_position(t, lat_deg, lon_deg)
-    ghi = haurwitz_ghi_w_m2(pos.zenith_deg)
-    if ghi <= 0:
-        return 0.0
-    dni, dhi = erbs_dni_dhi_w_m2(ghi, pos.zenith_deg, extraterrestrial_w_m2(t))
-    return poa_irradiance_w_m2(ghi, dni, dhi, pos.zenith_deg, pos.azimuth_deg, tilt_deg, surface_azimuth_deg)
+    """Clear-sky plane-of-array irradiance [W/m²] for a panel at lat/lon [°] and aware time ``t``; 0 at night.
+
+    tilt_deg [°]; surface_azimuth_deg [°, from north, 180 = south].  The
+    shared sun model (module docstring), from the day tables.
+    """
+    x = (_utc(t).timestamp() + _day_shift_s(lon_deg)) / TABLE_STEP_S
+    day = math.floor(x / _TABLE_STEPS)
+    table = _day_tables(lat_deg, lon_deg, tilt_deg, surface_azimuth_deg, (day,))[0]
+    pos = x - day * _TABLE_STEPS
+    i = min(int(pos), _TABLE_STEPS - 1)
+    f = pos - i
+    return float(table[i] * (1.0 - f) + table[i + 1] * f)
 
 
 def pv_power_w(capacity_w: float, poa_w_m2: float, losses: float = DEFAULT_PV_LOSSES,
                weather_factor: float = 1.0) -> float:
-    """PV AC power [W] = capacity_w [W] × POA/1000 × (1 − losses) × weather_factor, in [0, capacity_w]."""
-    p = capacity_w * poa_w_m2 / 1000.0 * (1.0 - losses) * weather_factor
-    return min(capacity_w, max(0.0, p))
+    """PV AC power [W] in [0, capacity_w]: pvwatts_dc(POA [W/m²] × weather_factor) × (1 − losses).
+
+    capacity_w [W DC peak]; losses [0..1]; weather_factor [0..1] (1 = clear
+    sky).  The cell is at the 25 °C reference, so this is capacity_w ×
+    POA/1000 × weather_factor × (1 − losses).
+    """
+    dc = pvlib.pvsystem.pvwatts_dc(poa_w_m2 * weather_factor, CELL_TEMPERATURE_C, capacity_w, GAMMA_PDC)
+    return min(capacity_w, max(0.0, float(dc) * (1.0 - losses)))
 
 
 class CloudSeries:

@@ -15,7 +15,7 @@ DAY = [datetime(2025, 6, 21, tzinfo=JST) + timedelta(minutes=30 * i) for i in ra
 def test_clear_sky_pv_shape_and_scaling():
     pv = clear_sky_pv_w(DAY, 35.5, 134.2, 10_000)
     assert np.all(pv[:8] == 0) and np.all(pv[42:] == 0)          # night
-    assert 22 <= int(np.argmax(pv)) <= 24                         # around solar noon (~11:50 JST)
+    assert 22 <= int(np.argmax(pv)) <= 24                         # around solar noon (~12:05 JST at 134.2°E)
     assert 7000 < pv.max() < 10_000                               # below nameplate after losses
     assert np.allclose(clear_sky_pv_w(DAY, 35.5, 134.2, 5_000), pv / 2)
     assert np.allclose(clear_sky_pv_w(DAY, 35.5, 134.2, 10_000, weather_factor=0.3), 0.3 * pv)
