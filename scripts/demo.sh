@@ -3,5 +3,7 @@
 # live status.  Needs no servers.  Extra arguments go to `ems demo`.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
-source "$root/scripts/setup-venv.sh"
+# An explicit (empty) extras argument: a bare `source` would hand this script's own arguments
+# (e.g. --port 8081) to setup-venv.sh as pip extras.
+source "$root/scripts/setup-venv.sh" ""
 exec "$root/.venv/bin/ems" demo --config "$root/config/fleet.yaml" "$@"

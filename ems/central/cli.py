@@ -20,8 +20,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-from datetime import timedelta
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, Callable
 
 from devices.configfile import ConfigError
 from ems.central.alarmbook import AlarmBook
@@ -65,9 +65,18 @@ def build_market(cfg: CentralConfig, fleet: FleetConfig, publish, clock=None) ->
 
 
 def build_service(cfg: CentralConfig, fleet: FleetConfig | None = None, *, mqtt_settings: MqttSettings | None = None,
-                  link: CommandLink | None = None, history: HistoryBackend | None = None) -> CentralService:
+                  link: CommandLink | None = None, history: HistoryBackend | None = None,
+                  clock: Callable[[], datetime] | None = None, speed: float = 1.0,
+                  jma_poll_s: float | None = None) -> CentralService:
     """A CentralService from the config (``mqtt_settings`` / ``link`` / ``history`` override the config's,
-    e.g. for the demo's embedded broker)."""
+    e.g. for the demo's embedded broker).
+
+    The simulation builds its central service here too, on its own clock:
+    ``clock`` returns now (simulated time), ``speed`` [sim s per wall s]
+    scales the config's wall-time lifetimes (command TTL, ack timeout,
+    staleness), ``jma_poll_s`` [s] polls a drill's JMA folder faster than a
+    config may.
+    """
     from ems.central.audit import AuditLog
     from ems.central.ratelimit import LoginLimiter
     from ems.central.sessions import SessionStore
@@ -77,7 +86,7 @@ def build_service(cfg: CentralConfig, fleet: FleetConfig | None = None, *, mqtt_
     fleet = fleet or load_fleet(cfg.fleet_path)
     data = cfg.data_path
     data.mkdir(parents=True, exist_ok=True)
-    store = FleetStateStore([s.id for s in fleet.sites])
+    store = FleetStateStore([s.id for s in fleet.sites], **({"clock": clock} if clock is not None else {}))
     if link is None:
         settings = mqtt_settings or cfg.mqtt.settings(cfg.base_dir)
         link = CentralMqtt(settings, store, issued_by="central", client_id=cfg.mqtt.client_id)
@@ -97,16 +106,17 @@ def build_service(cfg: CentralConfig, fleet: FleetConfig | None = None, *, mqtt_
             source = str(cfg.path(source))
         jma = JmaParts(AtomFeedReader(source, data / "jma-seen.sqlite"),
                        WarningTrigger(list(fleet.sites), kinds=set(cfg.jma.kinds), min_level=cfg.jma.min_level),
-                       cfg.jma.poll_s, source)
+                       jma_poll_s if jma_poll_s is not None else cfg.jma.poll_s, source)
     publish = getattr(link, "publish_retained", None)
-    market = build_market(cfg, fleet, publish) if publish is not None else None
+    market = build_market(cfg, fleet, publish, clock) if publish is not None else None
     if market is None and (cfg.market.source != "none" or cfg.market.weather_file):
         raise ValueError("market: the command link cannot publish retained messages (it has no publish_retained)")
     return CentralService(fleet, store, link, security, AlarmBook(data / "alarms.sqlite"),
                           history or build_history(cfg), jma=jma, market=market,
-                          command_ttl=timedelta(seconds=cfg.commands.ttl_s),
-                          ack_timeout=timedelta(seconds=cfg.commands.ack_timeout_s),
-                          stale_after=timedelta(seconds=cfg.stale_after_s), public_page=cfg.public_page)
+                          command_ttl=timedelta(seconds=cfg.commands.ttl_s * speed),
+                          ack_timeout=timedelta(seconds=cfg.commands.ack_timeout_s * speed),
+                          stale_after=timedelta(seconds=cfg.stale_after_s * speed), public_page=cfg.public_page,
+                          **({"clock": clock} if clock is not None else {}))
 
 
 def add_central_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -138,14 +148,41 @@ def run_central(args: argparse.Namespace) -> int:
 
 
 async def serve(service: CentralService, host: str, port: int) -> int:
-    """Run the app with uvicorn until interrupted."""
+    """Run the app with uvicorn until SIGTERM or SIGINT; returns 0 after a clean stop.
+
+    uvicorn handles both signals: it stops taking requests, the app's
+    lifespan stops the service (its loops and its MQTT link) and closes it.
+    Under systemd (``Type=notify``) READY=1 is sent once uvicorn serves, and
+    the watchdog is fed while the event loop runs.
+    """
     import uvicorn
 
     from ems.central.app import create_app
+    from ems.sdnotify import Notifier
 
     app = create_app(service)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="info", access_log=False,
                                            proxy_headers=False, server_header=False))
     log.info("central service on http://%s:%d/ (API docs /api/docs, public page /public)", host, port)
-    await server.serve()
+    notifier = Notifier()
+    helper = asyncio.create_task(_notify_systemd(server, notifier), name="sd-notify")
+    try:
+        await server.serve()
+    finally:
+        helper.cancel()
+        await asyncio.gather(helper, return_exceptions=True)
+        notifier.stopping()
+    if not server.started:  # e.g. the port was taken: uvicorn logged why
+        return 1
     return 0
+
+
+async def _notify_systemd(server: Any, notifier: Any) -> None:
+    """READY=1 once uvicorn serves; then WATCHDOG=1 at half systemd's WatchdogSec while the loop is alive."""
+    while not server.started:
+        await asyncio.sleep(0.1)
+    notifier.ready()
+    interval = notifier.watchdog_interval_s
+    while interval is not None:
+        notifier.watchdog()
+        await asyncio.sleep(interval)

@@ -42,9 +42,9 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from ems.gateway.daemon import run_daemon_cli
+    from ems.gateway.main import run_gateway_cli
 
-    return asyncio.run(run_daemon_cli(args))
+    return asyncio.run(run_gateway_cli(args))
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -89,12 +89,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--start", help="simulated start time, ISO 8601 (default: now)")
     p.set_defaults(func=_cmd_simulate)
 
-    p = sub.add_parser("run", help="run one hall's edge daemon",
-                       description="Run the edge daemon of one hall: poll its devices, run the "
-                                   "control cycle under the safety guard, write setpoints.")
-    _add_config(p)
-    p.add_argument("--site", required=True, help="site id, e.g. hall-01")
-    p.add_argument("--state-dir", help="where mode and outbox persist (default: from the config)")
+    p = sub.add_parser("run", help="run one hall's gateway",
+                       description="Run the gateway of one hall: poll its devices, run the control cycle "
+                                   "under the safety guard, write setpoints; with a gateway file also the "
+                                   "uplink to the fleet broker, telemetry to InfluxDB and prices from the "
+                                   "central service. SIGTERM or Ctrl-C stops it cleanly.")
+    p.add_argument("--config", required=True, metavar="FILE",
+                   help="the hall's gateway file (ems deploy init writes one), or with --site a fleet file")
+    p.add_argument("--site", help="run this hall of the fleet file given as --config, on its own (no uplink)")
+    p.add_argument("--state-dir", help="where mode, outbox and learnt history persist (default: from the config)")
     p.add_argument("--duration", type=float, help="stop after this many seconds (default: run until Ctrl-C)")
     p.add_argument("--rule-only", action="store_true", help="no optimizer: follow the rule-based plan")
     p.set_defaults(func=_cmd_run)

@@ -88,13 +88,14 @@ class PricesSection(StrictModel):
 
     source: ``central`` (day-ahead spot prices the central service publishes
     over MQTT, the default), ``jepx_csv`` (a JEPX spot CSV file, or a folder
-    of them, read at each plan) or ``tariff``.  When the source has no price
+    of them, read at each plan), ``tariff``, or ``synthetic`` (seeded
+    JEPX-like prices: for simulated halls only).  When the source has no price
     for a slot: the last known prices (kept in the state folder), then the
     tariff.  Spot prices become buy = spot + buy_adder_jpy_per_kwh and
     sell = spot × sell_factor.  jepx_area: default the fleet file's.
     """
 
-    source: Literal["central", "jepx_csv", "tariff"] = "central"
+    source: Literal["central", "jepx_csv", "tariff", "synthetic"] = "central"
     jepx_csv: Path | None = None
     jepx_area: str | None = Field(default=None, pattern=JEPX_AREA_RE.pattern)
     buy_adder_jpy_per_kwh: float = Field(default=12.0, ge=-100, le=1000)

@@ -23,12 +23,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable, Mapping, Protocol, Sequence
+from typing import Any, Iterable, Mapping, Protocol, Sequence
 
 from devices.aio import cancel_and_wait
 from devices.config import MqttTransport
@@ -41,9 +40,10 @@ from devices.poller import DevicePoller
 from devices.readings import BatteryReading, MeterReading, Nature, PVReading
 from ems.gateway import alarms as al
 from ems.config import SiteConfig
-from ems.gateway.guard import Clip, GuardResult, allowed_range, apply, reserve_floor_for
+from ems.gateway.guard import Clip, GuardResult, allowed_range, apply
 from ems.gateway.modes import Mode, ModeChange, ModeMachine, ModeRequest, ModeState, ModeTiming
 from ems.gateway.modestore import ModeStore
+from ems.gateway.reserve_policy import ReservePolicy
 from ems.gateway.rules import rule_setpoint
 from ems.gateway.snapshot import CycleStats, SiteSnapshot
 from optimizer.reserve import hours_of_power
@@ -61,9 +61,77 @@ class Clock(Protocol):
 
 
 class PlanSource(Protocol):
-    """A schedule the cycle can follow: setpoint [W] for a time, or None when it has none."""
+    """A schedule the cycle follows (the optimizer's MPC, :class:`ems.gateway.planning.OptimizerPlanSource`).
 
-    def setpoint_at(self, snap: SiteSnapshot, mode: Mode) -> tuple[float, str] | None: ...
+    ``setpoint_at`` is called once per cycle on the event loop and must not
+    block: planning happens elsewhere (a worker), the cycle takes the latest
+    finished plan.  A daemon without a plan source follows the rule.
+    """
+
+    def setpoint_at(self, snap: SiteSnapshot, mode: Mode) -> tuple[float, str] | None:
+        """Requested battery setpoint [W] and why, or None to let the rule decide."""
+        ...
+
+    def invalidate(self, why: str) -> None:
+        """Inputs changed (mode, weather, …): re-plan soon."""
+        ...
+
+    def use_stale_limit(self, max_age_s: float) -> None:
+        """Readings older than this [s of the daemon's clock] are not learnt from."""
+        ...
+
+    def set_commitments(self, commitments: Sequence[Any]) -> None:
+        """Replace the dispatch leases (optimizer.settings.Commitment) the plan must try to meet."""
+        ...
+
+    @property
+    def commitments(self) -> tuple[Any, ...]:
+        """Dispatch leases in force."""
+        ...
+
+    @property
+    def plan(self) -> Any:
+        """The latest finished plan (optimizer.plan.Plan) or None."""
+        ...
+
+    @property
+    def plan_info(self) -> Mapping[str, Any]:
+        """What the latest plan was made from: reason, price_source, weather_source (JSON-ready)."""
+        ...
+
+    async def aclose(self) -> None:
+        """Stop planning (the worker) and let go of its resources."""
+        ...
+
+
+class DaemonListener(Protocol):
+    """Told of every cycle's status and every mode change (the uplink, status printers).
+
+    Called on the event loop right after the cycle; must not block.
+    """
+
+    def on_status(self, status: "DaemonStatus") -> None: ...
+
+    def on_mode_change(self, change: ModeChange) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmCondition:
+    """A condition another part of the gateway reports (e.g. the outbox dropping telemetry).
+
+    The daemon owns the site's alarm set and raises or clears ``code`` from it.
+    """
+
+    code: str
+    active: bool
+    severity: al.Severity
+    message: str
+
+
+class AlarmSource(Protocol):
+    """Something whose conditions become the site's alarms; asked once per cycle (must not block)."""
+
+    def alarm_conditions(self) -> Iterable[AlarmCondition]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,9 +206,10 @@ class EdgeDaemon:
     """The control loop of one site.
 
     ``devices`` may be given (tests, benchmarks); otherwise they are built
-    from the site's device list.  ``on_status`` is called after every cycle
-    and ``on_mode_change`` for every mode transition (telemetry and MQTT hook
-    in here).
+    from the site's device list.  Listeners (:meth:`add_listener`) hear
+    every cycle's status and every mode change; alarm sources
+    (:meth:`add_alarm_source`) report conditions the daemon turns into the
+    site's alarms.
     """
 
     def __init__(
@@ -153,8 +222,6 @@ class EdgeDaemon:
         devices: Mapping[str, Any] | None = None,
         maps_dir: Path | None = None,
         plan_source: PlanSource | None = None,
-        on_status: Callable[[DaemonStatus], None] | None = None,
-        on_mode_change: Callable[[ModeChange], None] | None = None,
     ):
         self.site = site
         self.clock = clock
@@ -163,8 +230,9 @@ class EdgeDaemon:
         self.store = ModeStore(state_dir, site.id)
         self.alarms = al.AlarmSet(site.id)
         self.plan_source = plan_source
-        self.on_status = on_status
-        self.on_mode_change = on_mode_change
+        self.reserve = ReservePolicy(self.policy, site.loads.critical_w, self.slot_h)
+        self._listeners: list[DaemonListener] = []
+        self._alarm_sources: list[AlarmSource] = []
         self._given_devices = devices
         self._maps_dir = maps_dir
         self._device_hub = None  # MqttDeviceHub while MQTT devices are read
@@ -177,6 +245,16 @@ class EdgeDaemon:
         self._stats = CycleStats()
         self._heartbeat_task: asyncio.Task | None = None
         self._ids: dict[Nature, str] = {}
+
+    # -- wiring ------------------------------------------------------------------
+
+    def add_listener(self, listener: DaemonListener) -> None:
+        """Tell ``listener`` of every cycle's status and mode change from now on."""
+        self._listeners.append(listener)
+
+    def add_alarm_source(self, source: AlarmSource) -> None:
+        """Raise and clear the site's alarms from ``source``'s conditions at every cycle."""
+        self._alarm_sources.append(source)
 
     # -- life cycle ------------------------------------------------------------
 
@@ -199,7 +277,7 @@ class EdgeDaemon:
             log.error("%s: mode file unusable, starting in %s", self.site.id, loaded.request.mode.value)
         timing = ModeTiming.from_control(self.site.control, self.site.inverter.rated_w, speed=self.speed)
         self.machine = ModeMachine(self.site.id, loaded.request, timing, now)
-        if hasattr(self.plan_source, "use_stale_limit"):  # learn only from readings the mode machine calls fresh
+        if self.plan_source is not None:  # learn only from readings the mode machine calls fresh
             self.plan_source.use_stale_limit(timing.stale_after_s)
         self._emit([self.machine.start_change])
         if self._given_devices is not None:
@@ -316,60 +394,6 @@ class EdgeDaemon:
             stats=self._stats,
         )
 
-    def _critical_forecast(self, now: datetime) -> tuple[list[float], list[float]]:
-        """Critical load and PV forecasts [W] per slot from ``now``, for the reserve and hours left.
-
-        The critical load follows its daily profile (more lighting at night):
-        a flat average would under-reserve exactly when an earthquake at
-        night needs the energy.  PV counts as zero here; the policy's
-        pv_pessimism share of the clear-sky forecast is for the optimizer.
-        Slots start at ``now`` (not at the market slot) so the reserve covers
-        exactly the next H hours; about 50 µs a cycle.
-        """
-        from optimizer.forecast import configured_critical_w
-
-        slot = timedelta(hours=self.slot_h)
-        hours = max(self.policy.reserve_hours.values(), default=0.0)
-        n = int(math.ceil(max(hours, 24.0) / self.slot_h)) + 1
-        times = [now + k * slot for k in range(n)]
-        return [float(x) for x in configured_critical_w(times, self.site.loads.critical_w, slot)], [0.0]
-
-    #: How far ahead [h] the guard's reserve floor looks for a rising need (night lighting).
-    FLOOR_LOOKAHEAD_H = 2.0
-
-    def _lookahead_floor(self, mode: Mode, critical: list[float], pv: list[float]) -> float:
-        """Reserve floor [Wh]: the largest of the floors now and over the next FLOOR_LOOKAHEAD_H hours.
-
-        The energy needed for the next H hours grows into the evening, when
-        the shelter's lights come on.  A battery allowed down to today's
-        floor would start a night outage short of H hours (the earthquake
-        drill saw 3.7 h of 4 h), so it stops at the highest floor ahead.
-        """
-        steps = int(self.FLOOR_LOOKAHEAD_H / self.slot_h)
-        return max(reserve_floor_for(self.policy, mode, critical[k:] or critical[-1:], pv, self.slot_h)
-                   for k in range(steps + 1))
-
-    #: Time [h] in which a battery found below its reserve floor in vpp is brought back up to it.
-    RESTORE_WITHIN_H = 0.5
-
-    def _restore_reserve(self, snap: SiteSnapshot, mode: Mode, floor_wh: float, requested_w: float,
-                         reason: str) -> tuple[float, str]:
-        """In vpp, a battery below its reserve floor charges back up to it, whatever the plan asked.
-
-        The guard only forbids discharging below the floor; a floor that rose
-        (evening lighting, a longer H) or an overshoot would otherwise leave
-        the shelter short until the plan happened to charge.  The reserve is
-        a promise, so it is restored within RESTORE_WITHIN_H [h].
-        """
-        stored = snap.stored_wh(self.policy.capacity_wh)
-        if mode is not Mode.VPP or stored is None or stored >= floor_wh:
-            return requested_w, reason
-        deficit = floor_wh - stored
-        charge_w = min(self.policy.max_charge_w, deficit / self.policy.charge_efficiency / self.RESTORE_WITHIN_H)
-        if requested_w <= -charge_w:
-            return requested_w, reason
-        return -charge_w, f"restoring the reserve: {deficit:.0f} Wh below the floor ({reason})"
-
     async def run_cycle(self) -> DaemonStatus:
         """One control cycle; returns (and keeps) its status."""
         assert self.machine is not None, "start() first"
@@ -382,10 +406,9 @@ class EdgeDaemon:
         snap = snap.with_mode(state)
         now = snap.time
 
-        critical, pv = self._critical_forecast(now)
+        critical, pv = self.reserve.critical_forecast(now)
         # The effective mode is safe, islanded or the requested one: the floor always follows the request.
-        floor_mode = state.requested.mode
-        floor_wh = self._lookahead_floor(floor_mode, critical, pv)
+        floor_wh = self.reserve.floor_wh(state.requested.mode, critical, pv)
 
         plan = self.plan_source.setpoint_at(snap, mode) if self.plan_source is not None else None
         if plan is None:
@@ -393,7 +416,7 @@ class EdgeDaemon:
             requested_w, plan_reason = rule.setpoint_w, rule.reason
         else:
             requested_w, plan_reason = plan
-        requested_w, plan_reason = self._restore_reserve(snap, mode, floor_wh, requested_w, plan_reason)
+        requested_w, plan_reason = self.reserve.restore(snap, mode, floor_wh, requested_w, plan_reason)
 
         guard: GuardResult = allowed_range(
             snap, self.policy, mode, floor_wh, self._previous_setpoint_w, self.cycle_s * self.speed
@@ -426,8 +449,8 @@ class EdgeDaemon:
             device_health=snap.device_health,
         )
         self.status = status
-        if self.on_status is not None:
-            self.on_status(status)
+        for listener in self._listeners:
+            listener.on_status(status)
         return status
 
     async def _write_setpoint(self, mode: Mode, snap: SiteSnapshot, setpoint_w: float) -> bool:
@@ -464,16 +487,19 @@ class EdgeDaemon:
         self.alarms.sync(al.DEVICE_FAULT, bool(b and b.faulted), al.Severity.CRITICAL,
                          f"battery fault: state {b.state.name if b else ''} code {b.fault_code if b else ''}", now)
         al.sync_clip_alarm(self.alarms, clips, now)
+        for source in self._alarm_sources:
+            for c in source.alarm_conditions():
+                self.alarms.sync(c.code, c.active, c.severity, c.message, now)
 
     def _emit(self, changes: list[ModeChange]) -> None:
         for ch in changes:
             self.mode_log.append(ch)
             log.info("%s: %s mode %s -> %s (%s, by %s)", self.site.id, ch.layer,
                      ch.from_mode.value if ch.from_mode else "-", ch.to_mode.value, ch.reason, ch.requested_by)
-            if ch.layer == "effective" and hasattr(self.plan_source, "invalidate"):
+            if ch.layer == "effective" and self.plan_source is not None:
                 self.plan_source.invalidate(f"mode {ch.to_mode.value}")
-            if self.on_mode_change is not None:
-                self.on_mode_change(ch)
+            for listener in self._listeners:
+                listener.on_mode_change(ch)
         if len(self.mode_log) > 1000:
             del self.mode_log[:-500]
 
@@ -496,45 +522,6 @@ class EdgeDaemon:
                     log.warning("%s: heartbeat to %s failed: %s", self.site.id, battery.id, exc)
                 failing = True
             await asyncio.sleep(interval)
-
-
-async def run_daemon_cli(args: Any) -> int:
-    """``ems run``: one hall's daemon against its configured devices until Ctrl-C or --duration."""
-    from devices.simulator.clock import WallClock
-    from ems.config import load_fleet, state_dir_for
-
-    fleet = load_fleet(args.config)
-    site = fleet.site(args.site)
-    state_dir = Path(args.state_dir) if args.state_dir else state_dir_for(args.config, fleet)
-    daemon = EdgeDaemon(site, state_dir=state_dir, clock=WallClock(), slot_minutes=fleet.fleet.slot_minutes,
-                        maps_dir=Path(args.config).resolve().parent / "devicemaps",
-                        plan_source=make_plan_source(site, fleet.fleet.slot_minutes, args.rule_only, state_dir))
-    stop = asyncio.Event()
-    await daemon.start()
-    printer = asyncio.create_task(print_status_lines([daemon], stop))
-    try:
-        if args.duration:
-            loop = asyncio.get_running_loop()
-            loop.call_later(args.duration, stop.set)
-        await daemon.run(stop)
-    finally:
-        stop.set()
-        await asyncio.gather(printer, return_exceptions=True)
-        await daemon.stop()
-    return 0
-
-
-def make_plan_source(site: SiteConfig, slot_minutes: int, rule_only: bool = False,
-                     state_dir: str | Path | None = None) -> PlanSource | None:
-    """The optimizer's MPC plan for ``site``, or None (the rule alone) when ``rule_only``.
-
-    state_dir: where the forecaster keeps what it learnt across restarts (None: memory only).
-    """
-    if rule_only:
-        return None
-    from ems.gateway.planning import OptimizerPlanSource  # Pyomo is heavy: only load it when planning
-
-    return OptimizerPlanSource(site, slot_minutes=slot_minutes, state_dir=state_dir)
 
 
 def format_status_line(s: DaemonStatus) -> str:

@@ -1,8 +1,9 @@
 """The daemon's link to the outside: MQTT state and commands, and the durable telemetry outbox.
 
-:class:`EdgeLink` hooks into :class:`ems.gateway.daemon.EdgeDaemon` (``on_status``,
-``on_mode_change``) and into :class:`telemetry.edge_mqtt.EdgeMqtt`
-(``on_command``).  The daemon never waits for the network: points go into the
+:class:`EdgeLink` is a listener and an alarm source of
+:class:`ems.gateway.daemon.EdgeDaemon` (``add_listener``,
+``add_alarm_source``) and the command handler of
+:class:`telemetry.edge_mqtt.EdgeMqtt` (``on_command``).  The daemon never waits for the network: points go into the
 SQLite outbox (committed locally, shipped by the InfluxShipper task), MQTT
 publishes are queued by paho, and commands arrive in the daemon's own event
 loop.
@@ -27,7 +28,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ems.gateway.alarms import Severity
-from ems.gateway.daemon import DaemonStatus, EdgeDaemon
+from ems.gateway.daemon import AlarmCondition, DaemonStatus, EdgeDaemon
 from ems.gateway.guard import PowerRange
 from ems.gateway.modes import Mode, ModeChange, ModeRequest, ModeRequestError
 from telemetry.commands import Command, CommandRejected
@@ -45,11 +46,12 @@ class EdgeLink:
 
     telemetry_every: write device readings and site values every N cycles
     (1 = every cycle, the raw rate); state_every: publish the retained state
-    every N cycles.
+    every N cycles; inputs: the gateway's market inputs (``last_central_at``,
+    shown in the state message) or None.
     """
 
     def __init__(self, daemon: EdgeDaemon, *, mqtt: Any = None, outbox: Any = None,
-                 telemetry_every: int = 1, state_every: int = 1):
+                 telemetry_every: int = 1, state_every: int = 1, inputs: Any = None):
         self.daemon = daemon
         self.mqtt = mqtt
         self.outbox = outbox
@@ -63,8 +65,10 @@ class EdgeLink:
         self.outbox_errors = 0
         self._written: dict[str, datetime] = {}
         self._published_plan: Any = None
-        daemon.on_status = self._on_status
-        daemon.on_mode_change = self._on_mode_change
+        self._drop_alarm: AlarmCondition | None = None
+        self.inputs = inputs
+        daemon.add_listener(self)
+        daemon.add_alarm_source(self)
         if mqtt is not None:
             mqtt.on_command(self.handle_command)
 
@@ -79,7 +83,12 @@ class EdgeLink:
             if self.outbox_errors == 1:
                 log.error("%s: telemetry outbox write failed: %s", self.daemon.site.id, exc)
 
-    def _on_status(self, s: DaemonStatus) -> None:
+    def alarm_conditions(self) -> list[AlarmCondition]:
+        """The outbox dropping telemetry to stay within its disk limit (an AlarmSource of the daemon)."""
+        return [self._drop_alarm] if self._drop_alarm is not None else []
+
+    def on_status(self, s: DaemonStatus) -> None:
+        """After each cycle: telemetry into the outbox, the retained state and any new plan out."""
         self._cycle += 1
         site = s.site_id
         self._check_hold(s.time)
@@ -103,9 +112,9 @@ class EdgeLink:
         publish = self.mqtt is not None and self._cycle % self.state_every == 0
         st = self.outbox.stats() if self.outbox is not None and (publish or self._cycle % 60 == 0) else None
         if st is not None:
-            # Dropped telemetry is an alarm at the site (shown from the next cycle on).
-            self.daemon.alarms.sync(TELEMETRY_DROPPED, st.drop_alarm, Severity.WARNING,
-                                    f"telemetry outbox full: {st.dropped_points} points dropped", s.time)
+            # Dropped telemetry is an alarm at the site (the daemon raises it from the next cycle on).
+            self._drop_alarm = AlarmCondition(TELEMETRY_DROPPED, st.drop_alarm, Severity.WARNING,
+                                              f"telemetry outbox full: {st.dropped_points} points dropped")
             if self._cycle % 60 == 0:
                 points.append(outbox_point(site, s.time, st.points, st.bytes, st.oldest_age_s, st.dropped_points,
                                            self.area))
@@ -114,20 +123,33 @@ class EdgeLink:
             state = s.to_dict()
             state["area_code"] = self.area
             state["name"] = self.daemon.site.name
+            state["inputs"] = self._inputs_state()
             if st is not None:
                 state["outbox"] = {"points": st.points, "bytes": st.bytes, "oldest_age_s": st.oldest_age_s,
                                    "dropped_points": st.dropped_points}
             self.mqtt.publish_state(state)
 
+    def _inputs_state(self) -> dict[str, Any]:
+        """Which prices and weather the latest plan used, and when the central service was last heard."""
+        source = self.daemon.plan_source
+        info = source.plan_info if source is not None else {}
+        if self.inputs is None:
+            return {"price_source": info.get("price_source"), "weather_source": info.get("weather_source"),
+                    "last_central_at": None}
+        return self.inputs.state_fields(info.get("price_source"), info.get("weather_source"))
+
     def _new_plan(self) -> list:
         """When the optimizer made a new plan: publish it (retained) and return its points."""
         source = self.daemon.plan_source
-        plan = getattr(source, "plan", None)
+        plan = source.plan if source is not None else None
         if plan is None or plan is self._published_plan:
             return []
         self._published_plan = plan
         if self.mqtt is not None:
-            self.mqtt.publish_plan({**plan.summary(), "reason": getattr(source, "last_reason", ""),
+            info = source.plan_info
+            self.mqtt.publish_plan({**plan.summary(), "reason": info.get("reason", ""),
+                                    "price_source": info.get("price_source"),
+                                    "weather_source": info.get("weather_source"),
                                     "created_at": plan.created_at.isoformat(), "slots": plan.rows()})
         plan_id = f"{plan.created_at:%Y%m%dT%H%M%S}-{plan.mode}"
         slots = [PlanSlot(t, float(plan.battery_w[i]), float(plan.soc_pct[i]),
@@ -168,7 +190,8 @@ class EdgeLink:
         self._active_alarms = now_active
         return points
 
-    def _on_mode_change(self, ch: ModeChange) -> None:
+    def on_mode_change(self, ch: ModeChange) -> None:
+        """An effective mode change becomes a telemetry point."""
         if ch.layer != "effective":
             return
         self._put([mode_point(self.daemon.site.id, ch.time, ch.to_mode.value, ch.reason[:500],
@@ -247,7 +270,7 @@ class EdgeLink:
         if state.effective is not Mode.VPP:
             raise CommandRejected(f"site is in {state.effective.value}, not vpp: it takes no dispatch")
         source = self.daemon.plan_source
-        if source is None or not hasattr(source, "set_commitments"):
+        if source is None:
             raise CommandRejected("this site runs without the optimizer and cannot take dispatch leases")
         lease = Commitment(p.start, p.end, p.power_w, id=cmd.id)
         # A newer lease over the same time replaces the older one (the aggregator re-dispatched).

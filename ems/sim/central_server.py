@@ -30,6 +30,9 @@ from telemetry.mqtt_client import MqttSettings
 
 log = logging.getLogger(__name__)
 
+#: Seed of the synthetic day-ahead prices the simulation's central service publishes to every hall.
+SIM_PRICE_SEED = 0
+
 #: The run's users of the central service: (user name, role).  Passwords are random per run.
 RUN_ROLES = ("admin", "municipal", "operator")
 
@@ -91,41 +94,33 @@ class CentralServer:
 
     # -- building -------------------------------------------------------------------------------
     def _build(self) -> Any:
-        from ems.central.alarmbook import AlarmBook
-        from ems.central.audit import AuditLog
+        """The service as ``ems central`` builds it (:func:`ems.central.cli.build_service`), from a config
+        made here: the run's broker, a local history store, the drill's JMA folder, synthetic day-ahead
+        prices for the gateways, and lifetimes on the simulation's clock."""
+        from ems.central.cli import USERS_DB, build_service
+        from ems.central.config import CentralConfig, CommandSpec, JmaSpec, ListenSpec, MarketSpec, SessionSpec
         from ems.central.history import LocalHistory
-        from ems.central.ratelimit import LoginLimiter
-        from ems.central.service import CentralService, JmaParts, Security
-        from ems.central.sessions import SessionStore
         from ems.central.users import UserStore
-        from telemetry.central_mqtt import CentralMqtt
-        from telemetry.fleet_state import FleetStateStore
 
         data = self.data_dir
         data.mkdir(parents=True, exist_ok=True)
-        speed = float(getattr(self.clock, "speed", 1.0) or 1.0)
-        store = FleetStateStore([s.id for s in self.fleet.sites], clock=self.clock.now)
-        # Same client id and a persistent session: after a restart the broker hands over what it queued.
-        link = CentralMqtt(self.mqtt, store, issued_by="central", client_id="ems-central")
-        users = UserStore(data / "users.sqlite")
-        self._ensure_users(users)
-        security = Security(users=users, sessions=SessionStore(data / "users.sqlite"),
-                            audit=AuditLog(data / "audit.sqlite"),
-                            limiter=LoginLimiter(max_failures=5, lockout_s=60))
-        jma = None
-        if self.jma_dir is not None:
-            from ems.central.jma.feed import AtomFeedReader
-            from ems.central.jma.trigger import WarningTrigger
-
-            jma = JmaParts(AtomFeedReader(str(self.jma_dir), data / "jma-seen.sqlite"),
-                           WarningTrigger(list(self.fleet.sites)), self.timing.jma_poll_s, str(self.jma_dir))
+        users = UserStore(data / USERS_DB)
+        try:
+            self._ensure_users(users)
+        finally:
+            users.close()
         t = self.timing
-        return CentralService(
-            self.fleet, store, link, security, AlarmBook(data / "alarms.sqlite"),
-            LocalHistory(data / "history.sqlite", min_interval_s=600.0), jma=jma,
-            command_ttl=timedelta(seconds=t.command_ttl_s * speed),
-            ack_timeout=timedelta(seconds=t.ack_timeout_s * speed),
-            stale_after=timedelta(seconds=t.stale_after_s * speed), clock=self.clock.now)
+        cfg = CentralConfig(
+            data_dir=str(data), listen=ListenSpec(port=self.port),
+            jma=JmaSpec(enabled=self.jma_dir is not None, source=str(self.jma_dir) if self.jma_dir else None),
+            sessions=SessionSpec(max_login_failures=5, lockout_s=60),
+            commands=CommandSpec(ttl_s=t.command_ttl_s, ack_timeout_s=t.ack_timeout_s),
+            market=MarketSpec(source="synthetic", seed=SIM_PRICE_SEED, check_s=1.0), stale_after_s=t.stale_after_s)
+        cfg._base_dir = data
+        speed = float(getattr(self.clock, "speed", 1.0) or 1.0)
+        return build_service(cfg, self.fleet, mqtt_settings=self.mqtt,
+                             history=LocalHistory(data / "history.sqlite", min_interval_s=600.0),
+                             clock=self.clock.now, speed=speed, jma_poll_s=t.jma_poll_s)
 
     # -- serving --------------------------------------------------------------------------------
     @property

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import signal
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -118,8 +119,12 @@ async def run_demo(args: argparse.Namespace) -> int:
         runtime.inject_outage(o.site_id, start + timedelta(minutes=o.start_min), timedelta(minutes=o.length_min))
     print(start_banner(runtime), flush=True)
     stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    # SIGTERM like Ctrl-C: stop the gateways, the central service and the broker child, exit 0.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
     if args.duration:
-        asyncio.get_running_loop().call_later(args.duration, stop.set)
+        loop.call_later(args.duration, stop.set)
     daemons = list(runtime.daemons.values())
     try:
         if args.plain:
@@ -130,6 +135,9 @@ async def run_demo(args: argparse.Namespace) -> int:
         pass
     finally:
         await runtime.stop()
+        runtime.close_stores()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
     return 0
 
 

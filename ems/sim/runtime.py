@@ -139,6 +139,7 @@ class FleetRuntime:
         self.jma_dir = Path(options.jma_dir) if options.jma_dir else self.state_dir / "jma"
         self.broker: Broker | None = None
         self.sim: Any = None
+        self.gateways: dict[str, Any] = {}  # site id → ems.gateway.compose.Gateway
         self.daemons: dict[str, Any] = {}
         self.links: dict[str, Any] = {}
         self.edges: dict[str, Any] = {}
@@ -222,9 +223,9 @@ class FleetRuntime:
             await asyncio.to_thread(self.central.start)
             await asyncio.to_thread(self.central.wait_connected, 30.0)
         self._tasks.append(asyncio.create_task(self._timer_loop(), name="runtime-timers"))
-        for site_id, daemon in self.daemons.items():
-            self._tasks.append(asyncio.create_task(daemon.run(self._stop), name=f"daemon-{site_id}"))
-        await asyncio.gather(*(e.wait_connected(30.0) for e in self.edges.values()))
+        for site_id, gateway in self.gateways.items():
+            self._tasks.append(asyncio.create_task(gateway.run(self._stop), name=f"daemon-{site_id}"))
+        await asyncio.gather(*(g.wait_connected(30.0) for g in self.gateways.values()))
         self.note("started: " + self.describe())
 
     def _mqtt(self, user: str) -> MqttSettings:
@@ -234,28 +235,20 @@ class FleetRuntime:
                             keepalive_s=10, min_reconnect_s=0.5, max_reconnect_s=2.0)
 
     async def _start_hall(self, site: Any) -> None:
-        from ems.gateway.daemon import EdgeDaemon, make_plan_source
-        from ems.gateway.link import EdgeLink
-        from telemetry.edge_mqtt import EdgeMqtt
-        from telemetry.shipper import InfluxShipper
+        """One hall's gateway, composed by the same function as ``ems run`` builds a real one."""
+        from ems.gateway.compose import Gateway, simulated_wiring
 
-        hall_dir = self.state_dir / "halls" / site.id
-        daemon = EdgeDaemon(site, state_dir=hall_dir, clock=self.clock, slot_minutes=self.fleet.fleet.slot_minutes,
-                            maps_dir=self.maps_dir,
-                            plan_source=make_plan_source(site, self.fleet.fleet.slot_minutes, self.options.rule_only,
-                                                         hall_dir))
-        outbox = CountingOutbox(hall_dir / "outbox.sqlite")
-        speed = self.speed
-        edge = EdgeMqtt(site.id, self._mqtt(gateway_username(site.id)), hall_dir, clock=self.clock.now,
-                        max_lifetime=timedelta(days=7) * max(1.0, speed), max_skew=timedelta(seconds=60 * speed))
-        link = EdgeLink(daemon, mqtt=edge, outbox=outbox, telemetry_every=self.options.telemetry_every,
-                        state_every=self.options.state_every)
-        shipper = InfluxShipper(outbox, self._writer(), min_backoff_s=0.2, max_backoff_s=5.0, idle_wait_s=0.5)
-        await daemon.start()
-        edge.start()
-        self.daemons[site.id], self.links[site.id], self.edges[site.id] = daemon, link, edge
-        self.outboxes[site.id], self.shippers[site.id] = outbox, shipper
-        self._tasks.append(asyncio.create_task(shipper.run(), name=f"ship-{site.id}"))
+        wiring = simulated_wiring(
+            site, self.fleet, self.state_dir / "halls" / site.id, self.maps_dir,
+            uplink=self._mqtt(gateway_username(site.id)), writer=self._writer(), optimizer=not self.options.rule_only,
+            outbox_factory=lambda path, max_bytes, fsync: CountingOutbox(path, max_bytes=max_bytes, fsync=fsync),
+            telemetry_every=self.options.telemetry_every, state_every=self.options.state_every,
+            prices_from_central=self.options.central)
+        gateway = Gateway(wiring, self.clock)
+        await gateway.start()
+        self.gateways[site.id] = gateway
+        self.daemons[site.id], self.links[site.id], self.edges[site.id] = gateway.daemon, gateway.link, gateway.edge
+        self.outboxes[site.id], self.shippers[site.id] = gateway.outbox, gateway.shipper
 
     def _writer(self) -> Any:
         influx = self.options.influx
@@ -274,20 +267,12 @@ class FleetRuntime:
         self._stop.set()  # daemon loops end after their cycle: no new telemetry from here on
         cycles = [t for t in self._tasks if t.get_name().startswith("daemon-")]
         await asyncio.wait(cycles, timeout=5.0) if cycles else None
-        for daemon in self.daemons.values():
-            try:
-                await daemon.stop()  # pollers and heartbeat
-            except Exception as exc:  # keep stopping the rest
-                log.warning("%s: daemon stop failed: %s", daemon.site.id, exc)
-        if self.shippers:
-            await self.drain_telemetry(drain_timeout_s)
-        for shipper in self.shippers.values():
-            shipper.stop()
+        # Each gateway stops as in production: pollers, plan worker, outbox shipped, uplink closed.
+        await asyncio.gather(*(g.stop(drain_timeout_s) for g in self.gateways.values()), return_exceptions=True)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
-        await asyncio.gather(*(e.aclose(2.0) for e in self.edges.values()), return_exceptions=True)
         self.edges.clear()
         if self.central is not None:
             await asyncio.to_thread(self.central.stop)
@@ -298,13 +283,14 @@ class FleetRuntime:
 
     def failed_tasks(self) -> list[str]:
         """Daemon, shipper and timer tasks that ended with an exception (name: error)."""
-        return [f"{t.get_name()}: {t.exception()!r}"[:200] for t in self._tasks
+        tasks = [*self._tasks, *(g.shipper_task for g in self.gateways.values() if g.shipper_task is not None)]
+        return [f"{t.get_name()}: {t.exception()!r}"[:200] for t in tasks
                 if t.done() and not t.cancelled() and t.exception() is not None]
 
     def close_stores(self) -> None:
         """Close outboxes and the history store (after :meth:`stop` and any counting)."""
-        for ob in self.outboxes.values():
-            ob.close()
+        for gateway in self.gateways.values():
+            gateway.close()
         if self.history is not None:
             self.history.close()
 
@@ -319,7 +305,7 @@ class FleetRuntime:
     # -- telemetry ----------------------------------------------------------------------------
     async def drain_telemetry(self, timeout_s: float = 20.0) -> bool:
         """Wait until every outbox is shipped; False if one is not empty after ``timeout_s`` [s]."""
-        results = await asyncio.gather(*(s.drain(timeout_s) for s in self.shippers.values()))
+        results = await asyncio.gather(*(s.drain(timeout_s) for s in self.shippers.values() if s is not None))
         return all(results)
 
     def telemetry_count(self) -> TelemetryCount | None:
@@ -365,8 +351,10 @@ class FleetRuntime:
     def set_weather(self, site_ids: list[str], cloud_factor: float) -> None:
         """Set the cloud factor [0..1] (1 = dark) of halls from now on; their forecasts follow it.
 
-        The simulator has no public weather setter: its seeded cloud series is
-        replaced (same seed, new mean), which keeps runs repeatable.
+        The sky changes in the simulator (its seeded cloud series is replaced:
+        same seed, new mean, so runs stay repeatable), and the forecast
+        reaches the halls as in production: the central service publishes
+        the day's weather factor (1 - cloud factor) for their areas.
         """
         from devices.simulator.solar import CloudSeries
 
@@ -374,10 +362,9 @@ class FleetRuntime:
             physics = self.sim.hall(site_id).physics
             physics.step()
             physics._clouds = CloudSeries(physics.seed, cloud_factor, lon_deg=physics.site.lon)
-            source = self.daemons[site_id].plan_source
-            if source is not None and hasattr(source, "weather_factor"):
-                source.weather_factor = 1.0 - cloud_factor
-                source.invalidate(f"weather: cloud factor {cloud_factor:g}")
+        if self.central is not None and self.central.service is not None:
+            areas = sorted({self.fleet.site(s).area_code for s in site_ids})
+            self.central.service.set_weather(areas, 1.0 - cloud_factor, source="drill weather")
         self.note(f"weather: cloud factor {cloud_factor:g} at {', '.join(site_ids)}")
 
     # -- broker and central outages -----------------------------------------------------------

@@ -215,25 +215,6 @@ async def test_daemon_follows_the_optimizer_plan_through_the_guard(tmp_path):
         await r.sim.stop()
 
 
-def test_below_the_floor_in_vpp_the_battery_charges_back_whatever_the_plan(tmp_path):
-    from devices.readings import BatteryReading, MeterReading
-    from ems.gateway.snapshot import SiteSnapshot
-
-    site = fast_site("hall-04")
-    d = EdgeDaemon(site, state_dir=tmp_path, clock=WallClock())
-    t = datetime.now(timezone.utc)
-    snap = SiteSnapshot(t, site.id, battery=BatteryReading("battery", t, soc_pct=30.0, power_w=0.0),
-                        meter=MeterReading("meter", t, power_w=500.0))
-    floor = 0.40 * site.battery.capacity_wh
-    w, why = d._restore_reserve(snap, Mode.VPP, floor, 2000.0, "plan: discharge for the evening peak")
-    assert w < 0 and "restoring the reserve" in why
-    # Within the restore time, not faster than the battery may charge.
-    assert -w <= d.policy.max_charge_w
-    # Above the floor, or outside vpp, the plan stands.
-    assert d._restore_reserve(snap, Mode.VPP, 0.2 * site.battery.capacity_wh, 2000.0, "p") == (2000.0, "p")
-    assert d._restore_reserve(snap, Mode.MANUAL, floor, 2000.0, "p") == (2000.0, "p")
-
-
 async def test_an_mqtt_meter_is_read_through_the_halls_device_broker(tmp_path):
     """A hall whose meter publishes JSON on its own Mosquitto: the daemon connects with the configured
     user and password file, reads the meter, and leaves safe only while the meter keeps publishing."""

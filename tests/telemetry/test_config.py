@@ -46,7 +46,8 @@ def test_v2_without_token_for_victoriametrics(tmp_path):
     ("influx: {api: v1, url: 'ftp://x', database: ems}", "influx.url: String should match"),
     ("influx: {api: v1, url: 'http://x', database: ems, password_env: X}", "a password needs a username"),
     ("influx: {api: v2, url: 'http://x', bucket: b, token_file: /a, token_env: B}", "not both"),
-    ("mqtt: {host: h, ca_file: /ca.pem}", "ca_file is only used with tls"),
+    ("mqtt: {host: h, ca_file: /ca.pem}", "ca_file, cert_file and key_file are only used with tls"),
+    ("mqtt: {host: h, tls: true, cert_file: /c.pem}", "a client certificate needs both cert_file and key_file"),
     ("outbox: {max_mb: 0}", "outbox.max_mb: must be >= 1"),
 ])
 def test_bad_settings_name_file_and_field(tmp_path, text, words):

@@ -187,8 +187,10 @@ def _first_index_from(tr: HallTrace, t: datetime) -> int:
 
 def vpp_revenue_jpy(site: SiteConfig, tr: HallTrace, until: datetime, slot_minutes: int) -> float:
     """Value of the battery's operation [JPY] from the first sample to ``until``: the grid bill without
-    the battery (same load and PV) minus the bill with it, at the site's buy/sell prices."""
+    the battery (same load and PV) minus the bill with it, at the prices the halls planned with: the
+    synthetic day-ahead prices the simulation's central service publishes (buy = spot + adder)."""
     from ems.gateway.planning import slot_start, synthetic_prices
+    from ems.sim.central_server import SIM_PRICE_SEED
 
     end = tr.index_at(until)
     if end is None or end < 1:
@@ -199,8 +201,8 @@ def vpp_revenue_jpy(site: SiteConfig, tr: HallTrace, until: datetime, slot_minut
     slot = timedelta(minutes=slot_minutes)
     starts = [slot_start(t, slot) for t in tr.t[: n - 1]]
     uniq = sorted(set(starts))
-    source = synthetic_prices(site.simulator.seed if site.simulator else 0)
-    buy_u, sell_u = source.prices(uniq)
+    prices = synthetic_prices(SIM_PRICE_SEED).prices(uniq)
+    buy_u, sell_u = prices.buy, prices.sell
     pos = {t: k for k, t in enumerate(uniq)}
     idx = np.array([pos[t] for t in starts])
     buy, sell = buy_u[idx], sell_u[idx]
