@@ -161,8 +161,8 @@ async def serve(service: CentralService, host: str, port: int) -> int:
     from ems.sdnotify import Notifier
 
     app = create_app(service)
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="info", access_log=False,
-                                           proxy_headers=False, server_header=False))
+    server = _CleanExitServer(uvicorn.Config(app, host=host, port=port, log_level="info", access_log=False,
+                                             proxy_headers=False, server_header=False))
     log.info("central service on http://%s:%d/ (API docs /api/docs, public page /public)", host, port)
     notifier = Notifier()
     helper = asyncio.create_task(_notify_systemd(server, notifier), name="sd-notify")
@@ -175,6 +175,41 @@ async def serve(service: CentralService, host: str, port: int) -> int:
     if not server.started:  # e.g. the port was taken: uvicorn logged why
         return 1
     return 0
+
+
+def _clean_exit_server_class() -> type:
+    import contextlib
+    import signal
+    import threading
+
+    import uvicorn
+
+    class CleanExitServer(uvicorn.Server):
+        """uvicorn's server, but SIGTERM and SIGINT end it with status 0.
+
+        uvicorn re-raises the signal after its graceful shutdown, so the
+        process dies of SIGTERM (status -15) and systemd counts a requested
+        stop as a failure.  Here the signal only asks for the shutdown.
+        """
+
+        @contextlib.contextmanager
+        def capture_signals(self):  # type: ignore[override]
+            if threading.current_thread() is not threading.main_thread():
+                yield
+                return
+            handled = (signal.SIGINT, signal.SIGTERM)
+            previous = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
+            try:
+                yield
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+
+    return CleanExitServer
+
+
+def _CleanExitServer(config: Any) -> Any:  # noqa: N802 - builds the class lazily (uvicorn is heavy)
+    return _clean_exit_server_class()(config)
 
 
 async def _notify_systemd(server: Any, notifier: Any) -> None:

@@ -56,6 +56,9 @@ def add_deploy_parser(subparsers: Any) -> argparse.ArgumentParser:
                       help="an InfluxDB user per gateway and one for the central (the default)")
     a.add_argument("--no-jma", dest="jma", action="store_false", default=None,
                    help="do not poll the JMA warning feed (default: poll it)")
+    a.add_argument("--jepx-csv", metavar="PATH", help="JEPX spot CSV file or folder on the central machine; the "
+                                                     "central service publishes the day-ahead prices from it "
+                                                     "(default: none, gateways plan on their tariff)")
     a.add_argument("--prefix", help="virtualenv with ems on the machines (default /opt/ems/.venv)")
     a.add_argument("--etc-dir", help="config root on the machines (default /etc/ems)")
     a.add_argument("--var-dir", help="state root on the machines, systemd's StateDirectory= root "

@@ -87,6 +87,12 @@ history:                          # charts from InfluxDB, where the gateways wri
         history = "history:\n  backend: local                  # no InfluxDB: SQLite fed from the MQTT state messages\n"
     jma = (f"jma:\n  enabled: true\n  source: {q(JMA_FEED)}\n  poll_s: 60\n"
            "  kinds: [storm, heavy_rain, storm_surge, typhoon]\n") if opts.jma else "jma:\n  enabled: false\n"
+    if opts.jepx_csv:
+        market = (f"market:                           # day-ahead prices for every gateway, from JEPX spot CSV files\n"
+                  f"  source: jepx_csv\n  path: {q(opts.jepx_csv)}   # a file or a folder; read again when it changes\n")
+    else:
+        market = ("market:                           # no price data yet: gateways plan on their tariff.  Put JEPX\n"
+                  "  source: none                    # spot CSVs in a folder and give it with --jepx-csv\n")
     return f"""\
 # Central service.  Written by `ems deploy init`; schema in ems/central/config.py.
 # Installed as {opts.etc('central', CENTRAL_FILE)} with ../fleet/ beside it; run by ems-central.service.
@@ -105,7 +111,8 @@ mqtt:
   password_file: secrets/{MQTT_SECRET}.password
 
 {history}
-{jma}"""
+{jma}
+{market}"""
 
 
 def write_gateway(folder: Folder, opts: Options, site: str, name: str) -> Path:

@@ -57,6 +57,9 @@ class Options:
     influx_url / influx_db: InfluxDB 1.x (None: no InfluxDB, the central
     keeps its own history); influx_auth: give every gateway and the
     central their own InfluxDB user; jma: poll the JMA warning feed;
+    jepx_csv: the JEPX spot CSV file or folder the central service watches
+    and publishes day-ahead prices from (None: no prices, the gateways plan
+    on their tariff);
     prefix: the virtualenv; etc_dir / var_dir: config and state roots on
     the machines; mosquitto: the broker binary; broker_user: the user it
     runs as.
@@ -71,6 +74,7 @@ class Options:
     influx_db: str = "ems"
     influx_auth: bool = True
     jma: bool = True
+    jepx_csv: str | None = None
     prefix: str = "/opt/ems/.venv"
     etc_dir: str = "/etc/ems"
     var_dir: str = "/var/lib"
@@ -90,8 +94,11 @@ class Options:
             opts = replace(self, influx_url=check_url("--influx-url", self.influx_url))
         if not _DB_RE.match(self.influx_db):
             raise UsageError(f"--influx-db: {self.influx_db!r} is not a database name (letters, digits, _ . -)")
-        for flag, value in (("--prefix", self.prefix), ("--etc-dir", self.etc_dir), ("--var-dir", self.var_dir),
-                            ("--mosquitto", self.mosquitto)):
+        paths = [("--prefix", self.prefix), ("--etc-dir", self.etc_dir), ("--var-dir", self.var_dir),
+                 ("--mosquitto", self.mosquitto)]
+        if self.jepx_csv is not None:
+            paths.append(("--jepx-csv", self.jepx_csv))
+        for flag, value in paths:
             if not os.path.isabs(value) or any(c.isspace() for c in value) or "%" in value:
                 raise UsageError(f"{flag}: {value!r} must be an absolute path without spaces or '%'")
         if not _USER_RE.match(self.broker_user):

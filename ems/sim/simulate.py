@@ -1,10 +1,11 @@
-"""``ems simulate``: serve every hall's simulated devices until interrupted."""
+"""``ems simulate``: serve every hall's simulated devices until SIGTERM or SIGINT (exit status 0)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import logging
+import signal
 from datetime import datetime, timezone
 
 from ems.errors import UsageError
@@ -49,10 +50,16 @@ async def run_simulate(args: argparse.Namespace) -> int:
     for s in served:
         log.info("serving %s (%s) on 127.0.0.1:%d", s.id, s.name, s.simulator.port)
     print(f"serving {len(served)} simulated halls at speed {args.speed:g}x; Ctrl-C stops", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):  # a clean stop, exit status 0
+        loop.add_signal_handler(sig, stop.set)
     try:
-        await asyncio.Event().wait()
+        await stop.wait()
     except asyncio.CancelledError:
         pass
     finally:
         await sim.stop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
     return 0

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import secrets
 import shutil
 import tempfile
@@ -55,6 +56,21 @@ def _fleet_of_three(folder: Path) -> Path:
     return path
 
 
+def _jepx_folder(folder: Path) -> Path:
+    """A folder with a JEPX spot CSV (Shift_JIS, as JEPX publishes it) for yesterday to tomorrow, JST."""
+    from datetime import date, datetime, timedelta, timezone
+
+    today = datetime.now(timezone(timedelta(hours=9))).date()
+    header = ("受渡日,時刻コード,売り入札量(kWh),買い入札量(kWh),約定総量(kWh),システムプライス(円/kWh),"
+              "エリアプライス東京(円/kWh),エリアプライス中国(円/kWh)")
+    rows = [f"{day:%Y/%m/%d},{c},1000,1000,900,{9 + c / 10:.2f},{10 + c / 8:.2f},{8 + c / 4:.2f}"
+            for day in (today - timedelta(days=1), today, today + timedelta(days=1)) for c in range(1, 49)]
+    folder.mkdir(parents=True, exist_ok=True)
+    assert isinstance(today, date)
+    (folder / "spot_summary.csv").write_bytes(("\r\n".join([header, *rows]) + "\r\n").encode("cp932"))
+    return folder
+
+
 def _port_open(port: int) -> bool:
     import socket
 
@@ -75,16 +91,28 @@ class Central:
         r = self.client.post("/api/login", json={"username": user, "password": password})
         r.raise_for_status()
         self.csrf = r.json()["csrf_token"]
+        # The deployment sets Secure cookies (it expects a TLS proxy); httpx keeps those for https only,
+        # so the session cookie goes back by hand on this loopback http connection.
+        name, _, rest = r.headers["set-cookie"].partition("=")
+        self.client.headers["Cookie"] = f"{name}={rest.split(';', 1)[0]}"
 
     def fleet(self) -> dict[str, dict]:
         r = self.client.get("/api/fleet")
         r.raise_for_status()
         return {h["site"]: h for h in r.json()["halls"]}
 
-    def operations(self) -> list[dict]:
-        r = self.client.get("/api/operations")
+    def operation(self, op_id: str) -> dict:
+        r = self.client.get(f"/api/operations/{op_id}")
         r.raise_for_status()
-        return r.json()["operations"] if isinstance(r.json(), dict) else r.json()
+        return r.json()
+
+    def return_to_vpp(self, reason: str) -> str:
+        from ems.central.sessions import CSRF_HEADER
+
+        r = self.client.post("/api/disaster/return", headers={CSRF_HEADER: self.csrf},
+                             json={"scope": "all", "reason": reason, "confirm": True})
+        r.raise_for_status()
+        return r.json()["id"]
 
 
 @pytest.fixture(scope="module")
@@ -100,8 +128,13 @@ def deployment(tmp_path_factory):
     out = work / "deploy"
     broker_port, central_port = free_port(), free_port()
     init = Proc("deploy-init", ems_command("deploy", "init", "--fleet", str(fleet_src), "--out", str(out),
-                                           "--influx-url", influx.url, "--influx-db", "ems",
-                                           "--broker-host", "127.0.0.1", "--broker-port", str(broker_port)), logs)
+                                           "--influx-url", influx.url, "--influx-db", "ems", "--influx-no-auth",
+                                           "--broker-host", "127.0.0.1", "--broker-port", str(broker_port),
+                                           "--broker-bind", "127.0.0.1", "--no-jma",  # no traffic off this machine
+                                           "--jepx-csv", str(_jepx_folder(work / "jepx")),
+                                           # the machines' /etc/ems and /var/lib are this test's folders
+                                           "--etc-dir", str(out), "--var-dir", str(work / "var"),
+                                           "--broker-user", pwd.getpwuid(os.getuid()).pw_name), logs)
     init.start()
     assert init.proc.wait(60) == 0, init.log_tail()
     procs: dict[str, Proc] = {}
@@ -264,6 +297,16 @@ def test_a_real_fleet_of_separate_processes(deployment, browser, tmp_path):
                "every hall's state fresh again after the broker restart")
     wait_until(lambda: all(_influx_count(influx, "battery", "soc_pct", s) > before[s] for s in SITES), TIMEOUT_S,
                1.0, "telemetry still arriving")
+    # Commands still flow after the reconnect: municipal staff return the fleet to VPP, every hall acks.
+    op_id = central.return_to_vpp("警報解除 warnings lifted (end-to-end test)")
+    wait_until(lambda: {c["site"]: c["status"] for c in central.operation(op_id)["commands"]}
+               == {s: "ok" for s in SITES}, TIMEOUT_S, 0.5, "every hall acks the return to vpp")
+    wait_until(lambda: all(h["mode"] == "vpp" for h in central.fleet().values()), TIMEOUT_S, 0.5,
+               "every hall back in vpp")
+    # Each hall planned with the day-ahead prices the central service published over MQTT.
+    wait_until(lambda: all("central" in str((h.get("inputs") or {}).get("price_source"))
+                           and (h.get("inputs") or {}).get("last_central_at") for h in central.fleet().values()),
+               TIMEOUT_S, 0.5, "every hall's plan made with the central service's prices")
     for site in SITES:
         assert "Traceback" not in procs[site].log_text(), procs[site].log_tail()
 
