@@ -1,30 +1,10 @@
 """Forecasts for a hall: clear-sky PV and load profiles learnt from history (pure, vectorised).
 
-PV: the clear-sky power of the hall's array [W] from pvlib, times a weather
-factor [0..1].  The sun model is a convention shared with the simulator
-(``devices/simulator/solar.py``): devices/ and optimizer/ may not import
-each other, so both call pvlib with the same models and parameters (the
-constants below) and the same day tables, and
-``tests/optimizer/test_sun_agreement.py`` holds the two equal.  Models:
-
-* sun position: NREL SPA (``pvlib.solarposition``, ``nrel_numpy``);
-* clear sky: Ineichen–Perez (``pvlib.clearsky.ineichen``) with pvlib's
-  monthly Linke turbidity climatology of the site, interpolated to the day;
-* plane of array: ``pvlib.irradiance.get_total_irradiance``, isotropic sky,
-  ground albedo 0.2;
-* PV: ``pvlib.pvsystem.pvwatts_dc`` at the 25 °C reference cell temperature
-  and PVWatts' default system losses (``pvwatts_losses``), capped at the
-  nameplate.
-
-What the forecaster deliberately does not know: the simulator's clouds
-(a seeded series per minute); the forecaster has only the weather factor it
-is given (per slot) and averages the clear sky over each slot.
-
-Clear-sky POA is computed by pvlib once per site, panel and local day at a
-1-minute step and interpolated linearly (the sun moves 0.25° a minute), so a
-rolling forecast costs table look-ups, not pvlib calls.  The tables are a
-memo, not state: any call gives the same values cold or warm.  The one file
-read is pvlib's bundled turbidity table, once per site and process.
+PV: the clear-sky power of the hall's array [W] from the sun model the
+simulator uses too (:mod:`optimizer.sun`, pvlib), times a weather factor
+[0..1].  What the forecaster deliberately does not know: the simulator's
+clouds (a seeded series per minute); it has only the weather factor it is
+given (per slot) and averages the clear sky over each slot.
 
 Load: a same-weekday (or workday/weekend), same-time-of-day mean learnt
 from history, falling back slot by slot to the configured profile where
@@ -34,125 +14,19 @@ Local time is JST (Japan has no daylight saving time).
 
 from __future__ import annotations
 
-import calendar
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
-from functools import lru_cache
+from datetime import datetime, timedelta, timezone
 from typing import Sequence
 
 import numpy as np
-import pandas as pd
-import pvlib
+
+from optimizer.sun import clear_sky_poa_w_m2, pv_ac_w
 
 JST = timezone(timedelta(hours=9), "JST")
 #: Sub-samples per slot when averaging PV over the slot.
 PV_SAMPLES_PER_SLOT = 6
 
-# -- the sun model: the same constants and code as devices/simulator/solar.py ------------------------
-#: Halls are taken to stand at sea level [m]: the fleet file gives no altitude (300 m would add up to 1 % GHI).
-ALTITUDE_M = 0.0
-#: Ground reflectance [0..1] for the isotropic transposition.
-GROUND_ALBEDO = 0.2
-#: PVWatts' default system losses [0..1] (soiling, shading, mismatch, wiring, LID, availability ...): 0.1408.
-PV_LOSSES = float(pvlib.pvsystem.pvwatts_losses()) / 100.0
-#: Cell temperature [°C] given to pvwatts_dc: the 25 °C reference (no weather input, so no derating).
-CELL_TEMPERATURE_C = 25.0
-#: PVWatts' temperature coefficient of power [1/°C] (idle at the reference temperature).
-GAMMA_PDC = -0.004
-#: Step [s] of the clear-sky day tables; values in between are interpolated linearly.
-TABLE_STEP_S = 60
-_TABLE_STEPS = 86400 // TABLE_STEP_S  # per day; a table holds one more value (both midnights)
-_TABLE_CACHE_SIZE = 512  # tables kept (11.5 kB each)
-_TABLE_BATCH_DAYS = 31  # days computed in one pvlib call at most (bounds its memory)
-_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
-_tables_lock = threading.Lock()
-_tables: OrderedDict[tuple[float, float, float, float, int], np.ndarray] = OrderedDict()
-
-
-def _day_shift_s(lon_deg: float) -> int:
-    """Offset [s] from UTC to the site's whole-hour zone: tables run from local midnight to midnight."""
-    return round(lon_deg / 15.0) * 3600
-
-
-@lru_cache(maxsize=256)
-def _monthly_linke_turbidity(lat_deg: float, lon_deg: float) -> np.ndarray:
-    """pvlib's Linke turbidity climatology [-] at lat/lon [°], January … December (one file read per site)."""
-    mid_months = pd.DatetimeIndex([pd.Timestamp(2001, m, 15, tz="UTC") for m in range(1, 13)])
-    return pvlib.clearsky.lookup_linke_turbidity(mid_months, lat_deg, lon_deg, interp_turbidity=False).to_numpy()
-
-
-def _linke_turbidity(lat_deg: float, lon_deg: float, day: date) -> float:
-    """Linke turbidity [-] of ``day``, interpolated between mid-month values as pvlib's lookup does.
-
-    Held for the whole local day (pvlib's own interpolation steps at UTC midnight, 09:00 in Japan).
-    """
-    lts = _monthly_linke_turbidity(lat_deg, lon_deg)
-    mdays = np.array(calendar.mdays[1:], dtype=float)
-    mdays[1] += calendar.isleap(day.year)
-    middles = np.cumsum(mdays) - mdays / 2
-    xp = np.concatenate([[middles[0] - 31.0], middles, [middles[-1] + 31.0]])  # last December, next January
-    return float(np.interp(day.timetuple().tm_yday, xp, np.concatenate([lts[-1:], lts, lts[:1]])))
-
-
-def _compute_tables(lat_deg: float, lon_deg: float, tilt_deg: float, azimuth_deg: float,
-                    days: Sequence[int]) -> np.ndarray:
-    """Clear-sky POA [W/m²] from pvlib, one row per local day (days since 1970-01-01), TABLE_STEP_S apart."""
-    n = _TABLE_STEPS + 1
-    offsets = np.arange(n, dtype=np.int64) * TABLE_STEP_S
-    epoch = (np.asarray(days, dtype=np.int64)[:, None] * 86400 - _day_shift_s(lon_deg) + offsets).ravel()
-    times = pd.to_datetime(epoch, unit="s", utc=True)
-    local = [date.fromordinal(_EPOCH_ORDINAL + int(d)) for d in days]
-    doy = np.array([d.timetuple().tm_yday for d in local], dtype=float)
-    site = pvlib.location.Location(lat_deg, lon_deg, altitude=ALTITUDE_M)
-    sun = site.get_solarposition(times)  # NREL SPA
-    sky = site.get_clearsky(times, model="ineichen", solar_position=sun,
-                            linke_turbidity=np.repeat([_linke_turbidity(lat_deg, lon_deg, d) for d in local], n),
-                            dni_extra=np.repeat(pvlib.irradiance.get_extra_radiation(doy), n))
-    poa = pvlib.irradiance.get_total_irradiance(tilt_deg, azimuth_deg, sun["apparent_zenith"], sun["azimuth"],
-                                                sky["dni"], sky["ghi"], sky["dhi"], albedo=GROUND_ALBEDO,
-                                                model="isotropic")["poa_global"]
-    return np.clip(np.nan_to_num(poa.to_numpy(dtype=float)), 0.0, None).reshape(len(days), n)
-
-
-def _day_tables(lat_deg: float, lon_deg: float, tilt_deg: float, azimuth_deg: float,
-                days: Sequence[int]) -> list[np.ndarray]:
-    """The day tables of ``days`` (cached; missing ones computed together, outside the lock)."""
-    site = (float(lat_deg), float(lon_deg), float(tilt_deg), float(azimuth_deg))
-    with _tables_lock:
-        found = {int(d): _tables.get((*site, int(d))) for d in days}
-    missing = [d for d, table in found.items() if table is None]
-    for i in range(0, len(missing), _TABLE_BATCH_DAYS):
-        chunk = missing[i:i + _TABLE_BATCH_DAYS]
-        rows = _compute_tables(*site, chunk)
-        with _tables_lock:
-            for d, row in zip(chunk, rows):
-                found[d] = _tables[(*site, d)] = row
-                while len(_tables) > _TABLE_CACHE_SIZE:
-                    _tables.popitem(last=False)
-    return [found[int(d)] for d in days]
-
-
-def clear_sky_poa_w_m2(epoch_s: np.ndarray, lat_deg: float, lon_deg: float, tilt_deg: float,
-                       azimuth_deg: float) -> np.ndarray:
-    """Clear-sky irradiance on the panel plane [W/m²] at UTC epoch seconds [s]; 0 at night.
-
-    lat/lon [°]; tilt_deg [°]; azimuth_deg [°, from north, 180 = south].  The
-    shared sun model (module docstring), from the day tables.
-    """
-    x = (np.asarray(epoch_s, dtype=float) + _day_shift_s(lon_deg)) / TABLE_STEP_S
-    if x.size == 0:
-        return np.zeros(0)
-    day = np.floor(x / _TABLE_STEPS).astype(np.int64)
-    days, row = np.unique(day, return_inverse=True)
-    tables = np.stack(_day_tables(lat_deg, lon_deg, tilt_deg, azimuth_deg, days))
-    pos = x - day * _TABLE_STEPS
-    i = np.minimum(pos.astype(np.int64), _TABLE_STEPS - 1)
-    f = pos - i
-    return tables[row, i] * (1.0 - f) + tables[row, i + 1] * f
-
-
+# The sun model lives in optimizer.sun, shared with the hall simulator.
 def _epoch_s(times: Sequence[datetime]) -> np.ndarray:
     """UTC seconds since the epoch for aware times."""
     out = np.empty(len(times))
@@ -172,8 +46,7 @@ def clear_sky_pv_w(times: Sequence[datetime], lat_deg: float, lon_deg: float, ca
     tilt_deg [°]; azimuth_deg [°, 180 = south]; slot: slot length (default:
     the series' step, or 30 min); weather_factor [0..1]: scalar or one per
     slot (1 = clear sky), applied to the slot mean.  Power at an instant is
-    the simulator's clear-sky power (pvwatts_dc of the POA × (1 − PV_LOSSES),
-    capped at capacity_w); the slot mean is taken over
+    the simulator's clear-sky power (:func:`optimizer.sun.pv_ac_w`); the slot mean is taken over
     ``PV_SAMPLES_PER_SLOT`` evenly spaced instants.
     """
     if capacity_w < 0:
@@ -185,8 +58,7 @@ def clear_sky_pv_w(times: Sequence[datetime], lat_deg: float, lon_deg: float, ca
     offsets = (np.arange(PV_SAMPLES_PER_SLOT) + 0.5) / PV_SAMPLES_PER_SLOT * step.total_seconds()
     samples = (start[:, None] + offsets[None, :]).ravel()
     poa = clear_sky_poa_w_m2(samples, lat_deg, lon_deg, tilt_deg, azimuth_deg)
-    dc = pvlib.pvsystem.pvwatts_dc(poa, CELL_TEMPERATURE_C, capacity_w, GAMMA_PDC)
-    power = np.clip(dc * (1.0 - PV_LOSSES), 0.0, capacity_w).reshape(len(times), -1).mean(axis=1)
+    power = pv_ac_w(poa, capacity_w).reshape(len(times), -1).mean(axis=1)
     factor = np.clip(np.broadcast_to(np.asarray(weather_factor, dtype=float), (len(times),)), 0.0, 1.0)
     return power * factor
 

@@ -1,14 +1,11 @@
-"""The forecaster and the simulator share one sun model (pvlib, one convention): they agree on a clear day.
+"""The forecaster and the simulator share one sun model (optimizer.sun, pvlib): they agree on a clear day.
 
-devices/ and optimizer/ may not import each other, so each holds the same
-few pvlib calls; these tests hold the two copies equal, and check that the
-only difference in PV is the documented one: the simulator's clouds
+The only difference in PV is the documented one: the simulator's clouds
 (``CloudSeries``) against the forecaster's weather factor and slot mean.
 """
 
 from __future__ import annotations
 
-import inspect
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
@@ -17,21 +14,14 @@ import pytest
 from devices.simulator import solar
 from devices.simulator.clock import ManualClock
 from devices.simulator.physics import HallPhysics
-from optimizer import forecast
+from optimizer import forecast, sun
 from tests.devices.simulator.helpers import JUNE_NIGHT, make_site
 
-SHARED_CODE = ("_day_shift_s", "_monthly_linke_turbidity", "_linke_turbidity", "_compute_tables", "_day_tables")
-
-
-@pytest.mark.parametrize("name", SHARED_CODE)
-def test_the_two_copies_of_the_sun_model_are_the_same_code(name):
-    assert inspect.getsource(getattr(forecast, name)) == inspect.getsource(getattr(solar, name))
-
-
-def test_the_two_copies_use_the_same_parameters():
-    for name in ("ALTITUDE_M", "GROUND_ALBEDO", "CELL_TEMPERATURE_C", "GAMMA_PDC", "TABLE_STEP_S"):
-        assert getattr(forecast, name) == getattr(solar, name), name
-    assert forecast.PV_LOSSES == solar.DEFAULT_PV_LOSSES
+def test_there_is_one_sun_model():
+    """The simulator takes its clear sky and PV from optimizer.sun, as the forecaster does (no second copy)."""
+    assert solar.clear_sky_poa_at is sun.clear_sky_poa_at and solar.pv_ac_w is sun.pv_ac_w
+    assert forecast.clear_sky_poa_w_m2 is sun.clear_sky_poa_w_m2 and forecast.pv_ac_w is sun.pv_ac_w
+    assert solar.DEFAULT_PV_LOSSES == sun.PV_LOSSES
 
 
 @pytest.mark.parametrize("lat,lon,tilt,azimuth", [(35.51, 134.18, 20, 180), (24.34, 124.16, 10, 135),
@@ -39,7 +29,7 @@ def test_the_two_copies_use_the_same_parameters():
 def test_clear_sky_irradiance_is_identical(lat, lon, tilt, azimuth):
     start = datetime(2025, 3, 1, tzinfo=timezone.utc)
     times = [start + timedelta(days=41 * d, seconds=517 * k) for d in range(9) for k in range(0, 170, 3)]
-    theirs = forecast.clear_sky_poa_w_m2(np.array([t.timestamp() for t in times]), lat, lon, tilt, azimuth)
+    theirs = sun.clear_sky_poa_w_m2(np.array([t.timestamp() for t in times]), lat, lon, tilt, azimuth)
     ours = np.array([solar.clear_sky_poa_w_m2(t, lat, lon, tilt, azimuth) for t in times])
     assert theirs.max() > 500
     np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-9)
@@ -96,8 +86,8 @@ def test_the_forecasters_tables_are_cached_and_give_the_same_values_cold_and_war
     start = datetime(2031, 2, 3, 12, tzinfo=timezone.utc)  # 21:00 JST: 96 slots touch three local days
     times = [start + timedelta(minutes=30 * i) for i in range(96)]
     calls = []
-    compute = forecast._compute_tables
-    monkeypatch.setattr(forecast, "_compute_tables", lambda *a: calls.append(a[-1]) or compute(*a))
+    compute = sun._compute_tables
+    monkeypatch.setattr(sun, "_compute_tables", lambda *a: calls.append(a[-1]) or compute(*a))
     cold = forecast.clear_sky_pv_w(times, 35.5, 134.2, 10_000)
     assert len(calls) == 1 and len(calls[0]) == 3  # three local days, one pvlib call
     warm = forecast.clear_sky_pv_w(times, 35.5, 134.2, 10_000)
@@ -106,4 +96,4 @@ def test_the_forecasters_tables_are_cached_and_give_the_same_values_cold_and_war
     pieces = np.concatenate([forecast.clear_sky_pv_w(times[i:i + 7], 35.5, 134.2, 10_000, slot=timedelta(minutes=30))
                              for i in range(0, 96, 7)])
     np.testing.assert_array_equal(cold, pieces)
-    assert forecast.clear_sky_poa_w_m2(np.zeros(0), 35.5, 134.2, 20, 180).shape == (0,)
+    assert sun.clear_sky_poa_w_m2(np.zeros(0), 35.5, 134.2, 20, 180).shape == (0,)

@@ -9,6 +9,7 @@ import pvlib
 import pytest
 
 from devices.simulator import solar
+from optimizer import sun
 
 TOTTORI = (35.5, 134.24)  # Tottori city [°N, °E]
 
@@ -97,11 +98,11 @@ def test_tilted_south_panel_sees_more_in_winter_and_north_less():
 
 def test_summer_air_is_hazier_than_winter_air():
     """pvlib's Linke turbidity climatology for Tottori: about 4.4 in July, about 2 in January."""
-    assert solar._linke_turbidity(*TOTTORI, datetime(2025, 7, 16).date()) == pytest.approx(4.4, abs=0.3)
-    assert solar._linke_turbidity(*TOTTORI, datetime(2025, 1, 15).date()) == pytest.approx(2.1, abs=0.3)
+    assert sun._linke_turbidity(*TOTTORI, datetime(2025, 7, 16).date()) == pytest.approx(4.4, abs=0.3)
+    assert sun._linke_turbidity(*TOTTORI, datetime(2025, 1, 15).date()) == pytest.approx(2.1, abs=0.3)
     # Interpolated across the year's end without a jump.
-    dec31 = solar._linke_turbidity(*TOTTORI, datetime(2024, 12, 31).date())
-    assert dec31 == pytest.approx(solar._linke_turbidity(*TOTTORI, datetime(2025, 1, 1).date()), abs=0.02)
+    dec31 = sun._linke_turbidity(*TOTTORI, datetime(2024, 12, 31).date())
+    assert dec31 == pytest.approx(sun._linke_turbidity(*TOTTORI, datetime(2025, 1, 1).date()), abs=0.02)
 
 
 def test_poa_is_zero_at_night_and_never_negative():
