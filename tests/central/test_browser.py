@@ -7,14 +7,13 @@ Screenshots go to the test's tmp folder (``EMS_SCREENSHOTS=<dir>`` keeps them el
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import pytest
 
 from telemetry.central_mqtt import CentralMqtt
 from tests.central.conftest import Api, LiveServer, make_env, mqtt_settings
+from tests.browser import chromium, texts, wait
 from tests.servers import wait_until
 
 pytestmark = pytest.mark.slow
@@ -22,33 +21,10 @@ pytestmark = pytest.mark.slow
 TIMEOUT_S = 60  # generous: a loaded 2-core CI machine runs Chromium, Mosquitto and 14 fake halls
 
 
-def _binary(name: str, package: str) -> str:
-    path = shutil.which(name) or (f"/usr/bin/{name}" if os.path.exists(f"/usr/bin/{name}") else None)
-    if path is None:
-        pytest.skip(f"{name} not installed (Debian package {package}; scripts/test.sh installs it)")
-    return path
-
-
 @pytest.fixture(scope="module")
-def browser(tmp_path_factory):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    chromium = _binary("chromium", "chromium")
-    driver_path = _binary("chromedriver", "chromium-driver")
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = chromium
-    profile = tempfile.mkdtemp(prefix="ems-chromium-")
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--disable-default-apps", "--disable-extensions", f"--user-data-dir={profile}",
-                "--window-size=1440,1200", "--lang=ja-JP"):
-        opts.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(driver_path), options=opts)
-    driver.set_page_load_timeout(TIMEOUT_S)
-    yield driver
-    driver.quit()
-    shutil.rmtree(profile, ignore_errors=True)
+def browser():
+    with chromium(TIMEOUT_S) as driver:
+        yield driver
 
 
 @pytest.fixture(scope="module")
@@ -69,24 +45,6 @@ def shots(tmp_path):
     folder = Path(os.environ.get("EMS_SCREENSHOTS") or tmp_path)
     folder.mkdir(parents=True, exist_ok=True)
     return folder
-
-
-def wait(driver, condition, what: str):
-    """Wait for ``condition(driver)``; the page re-renders its tables every few seconds, so an element
-    found a moment ago may be gone: such a poll just counts as "not yet"."""
-    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    return WebDriverWait(driver, TIMEOUT_S, poll_frequency=0.2,
-                         ignored_exceptions=(StaleElementReferenceException, NoSuchElementException)).until(
-        lambda d: condition(d), message=what)
-
-
-def texts(driver, css: str, attr: str | None = None) -> list:
-    """Text (or ``attr``) of every element matching ``css``, read in one go inside the page."""
-    return driver.execute_script(
-        "return [...document.querySelectorAll(arguments[0])].map(e => arguments[1] ? e.getAttribute(arguments[1]) "
-        ": e.textContent)", css, attr)
 
 
 def acks_now(driver) -> dict:
@@ -194,8 +152,6 @@ def test_public_page_shows_hours_left_without_login(browser, live, halls, shots)
 
 
 def test_fleet_table_and_hall_detail_show_the_plans_inputs(browser, live, halls, shots):
-    from selenium.webdriver.common.by import By
-
     env, server = live
     hall = halls["hall-01"]
     state = hall.state()

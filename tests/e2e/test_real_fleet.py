@@ -19,7 +19,6 @@ import os
 import pwd
 import secrets
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -27,6 +26,7 @@ import httpx
 import pytest
 import yaml
 
+from tests.browser import chromium, texts, wait
 from tests.e2e.procs import ROOT, Proc, ems_command
 from tests.netutil import free_port
 from tests.servers import InfluxDB1Server, require_binary, wait_until
@@ -193,39 +193,12 @@ def _mode_file_mode(out: Path, site: str) -> str | None:
 
 @pytest.fixture(scope="module")
 def browser():
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    chromium = require_binary("chromium", "chromium")
-    driver_path = require_binary("chromedriver", "chromium-driver")
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = chromium
-    profile = tempfile.mkdtemp(prefix="ems-chromium-")
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--disable-default-apps", "--disable-extensions", f"--user-data-dir={profile}",
-                "--window-size=1440,1200", "--lang=ja-JP"):
-        opts.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(driver_path), options=opts)
-    driver.set_page_load_timeout(TIMEOUT_S)
-    yield driver
-    driver.quit()
-    shutil.rmtree(profile, ignore_errors=True)
+    with chromium(TIMEOUT_S) as driver:
+        yield driver
 
 
 def _wait(driver, condition, what: str):
-    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    return WebDriverWait(driver, TIMEOUT_S, poll_frequency=0.3,
-                         ignored_exceptions=(StaleElementReferenceException, NoSuchElementException)).until(
-        lambda d: condition(d), message=what)
-
-
-def _texts(driver, css: str, attr: str | None = None) -> list:
-    return driver.execute_script(
-        "return [...document.querySelectorAll(arguments[0])].map(e => arguments[1] ? e.getAttribute(arguments[1]) "
-        ": e.textContent)", css, attr)
+    return wait(driver, condition, what, TIMEOUT_S)
 
 
 def _influx_count(influx: InfluxDB1Server, measurement: str, field: str, site: str) -> int:
@@ -259,14 +232,14 @@ def test_a_real_fleet_of_separate_processes(deployment, browser, tmp_path):
     browser.find_element(By.ID, "disaster-submit").click()
     browser.find_element(By.ID, "modal-confirm").click()
     # The two live gateways answer at once.
-    _wait(browser, lambda dr: sum(1 for v in _texts(dr, "#disaster-op tr[data-site] .ack-status .status")
+    _wait(browser, lambda dr: sum(1 for v in texts(dr, "#disaster-op tr[data-site] .ack-status .status")
                                   if v == "ok") >= 2, "acks of the two running halls")
     # hall-02 comes back (as systemd would restart it) and takes the command the broker kept for it.
     procs["hall-02"] = _gateway(out, "hall-02", d["logs"]).start()
 
     def all_ok(dr):
-        sites = _texts(dr, "#disaster-op tr[data-site]", "data-site")
-        status = _texts(dr, "#disaster-op tr[data-site] .ack-status .status")
+        sites = texts(dr, "#disaster-op tr[data-site]", "data-site")
+        status = texts(dr, "#disaster-op tr[data-site] .ack-status .status")
         got = dict(zip(sites, status))
         return got if set(got) == set(SITES) and set(got.values()) == {"ok"} else None
 

@@ -15,6 +15,19 @@ from tests.netutil import free_port
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def _read_until_banner(proc: subprocess.Popen, out_lines: list[str], timeout_s: float) -> str:
+    """Read the demo's output into ``out_lines`` until its start banner ends (or the deadline); the text."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        out_lines.append(line)
+        if "Ctrl-C stops" in line:
+            break
+    return "".join(out_lines)
+
+
 def test_demo_serves_dashboard_and_public_page_and_stops_cleanly(tmp_path):
     port = free_port()
     proc = subprocess.Popen(
@@ -24,15 +37,7 @@ def test_demo_serves_dashboard_and_public_page_and_stops_cleanly(tmp_path):
     out_lines: list[str] = []
     try:
         deadline = time.monotonic() + 60
-        banner = ""
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            out_lines.append(line)
-            if "Ctrl-C stops" in line:
-                banner = "".join(out_lines)
-                break
+        banner = _read_until_banner(proc, out_lines, 60)
         assert f"http://127.0.0.1:{port}/" in banner, "".join(out_lines)[-3000:]
         assert re.search(r"demo-municipal +password run-\S{20,}", banner), banner
         # The public page's API answers with every shelter, and the halls reach a mode.
@@ -84,15 +89,7 @@ def test_demo_sh_takes_arguments_and_sigterm_stops_everything_with_status_0(tmp_
                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     out_lines: list[str] = []
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            out_lines.append(line)
-            if "Ctrl-C stops" in line:
-                break
-        text = "".join(out_lines)
+        text = _read_until_banner(proc, out_lines, 120)
         assert f"http://127.0.0.1:{port}/" in text, text[-3000:]
         broker = _processes_with(str(state / "mqtt")) if shutil.which("mosquitto") else []
         proc.send_signal(signal.SIGTERM)
