@@ -45,7 +45,8 @@ from typing import Any, Callable, Iterable, Protocol, Sequence
 
 import yaml
 
-from optimizer.prices import JST, PriceDataError, PriceSeries, parse_jepx_spot_csv, synthetic_spot_prices
+from ems.jepx_files import JepxFiles
+from optimizer.prices import JST, synthetic_spot_prices
 from telemetry.market import (AREA_CODE_RE, JEPX_AREA_RE, PriceSlot, PricesMessage, WeatherDay, WeatherMessage,
                               prices_topic, to_payload, weather_topic)
 
@@ -97,108 +98,43 @@ class PriceFeed(Protocol):
 
 # -- JEPX CSV files --------------------------------------------------------------------------------
 
-@dataclass
-class _CsvFile:
-    version: tuple[int, int]  # (mtime_ns, size) of the content parsed (or found bad) last
-    series: dict[str, PriceSeries]  # area -> last good prices
-
-
 class JepxCsvFeed:
     """JEPX spot CSV prices from a file or a folder of ``*.csv`` files (yearly ``spot_summary_<FY>.csv``).
 
-    Each file is parsed again when its mtime or size changes.  A file that
-    cannot be read or parsed is logged once per version (the message names
-    the file, the line and the column) and its last good prices stay in
-    use; a file that disappears is dropped.  Where files overlap, the later
-    file by name wins.
+    The files are watched by :class:`ems.jepx_files.JepxFiles`: each is parsed
+    again when its mtime or size changes; a file that cannot be read or parsed
+    is logged once per distinct problem (the message names the file, the line
+    and the column) and its last good prices stay published; a file that
+    disappears is dropped.  Where files overlap, the later file by name wins.
     """
 
     def __init__(self, path: Path, areas: Sequence[str]):
-        self.path = Path(path)
-        self.areas = list(areas)
-        self._files: dict[Path, _CsvFile] = {}
-        self._bad: dict[Path, str] = {}  # files whose current version is bad -> the problem
+        self.files = JepxFiles(path, areas, what="JEPX prices", suffix="(the last good prices stay published)",
+                               logger=log)
         self._gaps_reported: set[tuple[str, datetime]] = set()
-        #: The latest problem with the files (None when the last look found none).
-        self.last_error: str | None = None
 
-    def _paths(self) -> list[Path]:
-        if self.path.is_dir():
-            return sorted(p for p in self.path.iterdir()
-                          if p.suffix.lower() == ".csv" and not p.name.startswith(".") and p.is_file())
-        return [self.path] if self.path.exists() else []
+    @property
+    def path(self) -> Path:
+        return self.files.path
+
+    @property
+    def areas(self) -> list[str]:
+        return self.files.areas
+
+    @property
+    def last_error(self) -> str | None:
+        """The latest problem with the files (None when the last look found none)."""
+        return self.files.last_error
 
     def refresh(self) -> None:
         """Parse new and changed files; forget removed ones."""
-        try:
-            paths = self._paths()
-        except OSError as exc:
-            text = f"{self.path}: cannot list: {exc.strerror}"
-            if text != self.last_error:
-                log.error("JEPX prices: %s (the last good prices stay published)", text)
-            self.last_error = text
-            return
-        problems: list[str] = []
-        for p in paths:
-            try:
-                st = p.stat()
-            except OSError:
-                continue  # removed between listing and stat
-            version = (st.st_mtime_ns, st.st_size)
-            known = self._files.get(p)
-            if known is None or known.version != version:
-                error = self._load(p, version, known)
-                if error is None:
-                    self._bad.pop(p, None)
-                else:
-                    self._bad[p] = error
-                    log.error("JEPX prices: %s (the last good prices stay published)", error)
-            if p in self._bad:
-                problems.append(self._bad[p])
-        for gone in set(self._files) - set(paths):
-            log.warning("JEPX prices: %s is gone; its prices are no longer published", gone)
-            del self._files[gone]
-            self._bad.pop(gone, None)
-        if not paths:
-            problems.append(f"{self.path}: no JEPX CSV file")
-            if problems[-1] != self.last_error:
-                log.error("JEPX prices: %s (the last good prices stay published)", problems[-1])
-        self.last_error = "; ".join(problems) or None
-
-    def _load(self, p: Path, version: tuple[int, int], known: _CsvFile | None) -> str | None:
-        """Parse ``p`` for every area (the areas that parse replace their last good prices); returns the
-        first problem, None when every area parsed.  The version is remembered either way: a bad file is
-        read again only when it changes."""
-        series = dict(known.series) if known is not None else {}
-        self._files[p] = _CsvFile(version, series)
-        try:
-            raw = p.read_bytes()
-        except OSError as exc:
-            return f"{p}: cannot read: {exc.strerror}"
-        problem = None
-        for area in self.areas:
-            try:
-                series[area] = parse_jepx_spot_csv(raw, area=area, source=str(p))
-            except (PriceDataError, ValueError) as exc:
-                problem = problem or str(exc)
-        if problem is None:
-            log.info("JEPX prices: read %s (%s)", p, ", ".join(
-                f"{a}: {len(s.times)} slots to {s.times[-1].astimezone(JST):%Y-%m-%d %H:%M} JST"
-                for a, s in series.items()))
-        return problem
+        self.files.refresh()
 
     def window(self, area: str, now: datetime) -> PriceWindow | None:
         """Prices of ``area`` from the start of yesterday (JST) to the end of the data, one contiguous run
         (the run holding now, else the first one after now), at most :data:`MAX_SLOTS`."""
         start = local_day_start(now) - timedelta(days=1)
-        merged: dict[datetime, tuple[float, str]] = {}
-        for p in sorted(self._files):
-            s = self._files[p].series.get(area)
-            if s is None:
-                continue
-            for t, v in zip(s.times, s.price):
-                if t >= start:
-                    merged[t] = (float(v), p.name)
+        merged = {t: e for t, e in self.files.merged(area).items() if t >= start}
         if not merged:
             return None
         times = sorted(merged)

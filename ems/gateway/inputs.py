@@ -56,8 +56,8 @@ import numpy as np
 from ems.atomicfile import replace_atomically
 from ems.gateway.config import FlatTariffSpec, PricesSection, WeatherSection
 from ems.gateway.planning import SlotPrices
-from optimizer.prices import (JST, FlatTariff, PriceDataError, PriceSeries, TimeOfUseTariff, parse_jepx_spot_csv,
-                              synthetic_spot_prices)
+from ems.jepx_files import JepxFiles
+from optimizer.prices import JST, FlatTariff, TimeOfUseTariff, synthetic_spot_prices
 from telemetry.market import (MarketMessageError, PricesMessage, WeatherMessage, parse_prices, parse_weather,
                               prices_topic, weather_topic)
 
@@ -119,73 +119,31 @@ def tariff_label(spec: Any) -> str:
 
 
 class _CsvPrices:
-    """JEPX spot CSV prices of one area from a file or a folder of ``*.csv`` files, parsed again when a
-    file's mtime or size changes; a bad version is logged once and the file's last good prices stay."""
+    """JEPX spot CSV prices of one area from a file or a folder of ``*.csv`` files, watched by
+    :class:`ems.jepx_files.JepxFiles` (parsed again when a file's mtime or size changes; a bad version is
+    logged once and the file's last good prices stay)."""
 
     def __init__(self, path: Path, area: str):
-        self.path, self.area = Path(path), area
-        self._files: dict[Path, tuple[tuple[int, int], PriceSeries | None]] = {}
-        self._index: dict[datetime, tuple[float, str]] = {}
-        self.last_error: str | None = None
+        self.area = area
+        self.files = JepxFiles(path, [area], what="JEPX CSV prices", suffix="(the last good prices stay in use)",
+                               logger=log)
         self.changed = 0  # bumped whenever the prices read change
 
-    def refresh(self) -> None:
-        try:
-            if self.path.is_dir():
-                paths = sorted(p for p in self.path.iterdir()
-                               if p.suffix.lower() == ".csv" and not p.name.startswith(".") and p.is_file())
-            else:
-                paths = [self.path] if self.path.is_file() else []
-        except OSError as exc:
-            self._problem(f"{self.path}: cannot list: {exc.strerror}")
-            return
-        dirty = set(self._files) != set(paths)
-        problems = []
-        for p in paths:
-            try:
-                st = p.stat()
-                version = (st.st_mtime_ns, st.st_size)
-            except OSError:
-                continue
-            known = self._files.get(p)
-            if known is not None and known[0] == version:
-                continue
-            good = known[1] if known is not None else None
-            try:
-                series = parse_jepx_spot_csv(p.read_bytes(), area=self.area, source=str(p))
-            except OSError as exc:
-                problems.append(f"{p}: cannot read: {exc.strerror}")
-                series = good
-            except (PriceDataError, ValueError) as exc:
-                problems.append(str(exc))
-                series = good
-            self._files[p] = (version, series)
-            dirty = True
-        for gone in set(self._files) - set(paths):
-            del self._files[gone]
-        if not paths:
-            problems.append(f"{self.path}: no JEPX CSV file")
-        for text in problems:
-            self._problem(text)
-        if not problems and paths:
-            self.last_error = None
-        if dirty:
-            index: dict[datetime, tuple[float, str]] = {}
-            for p in sorted(self._files):
-                series = self._files[p][1]
-                if series is not None:
-                    index.update((t, (float(v), p.name)) for t, v in zip(series.times, series.price))
-            self._index = index
-            self.changed += 1
+    @property
+    def path(self) -> Path:
+        return self.files.path
 
-    def _problem(self, text: str) -> None:
-        if text != self.last_error:
-            log.error("JEPX CSV prices: %s (the last good prices stay in use)", text)
-        self.last_error = text
+    @property
+    def last_error(self) -> str | None:
+        return self.files.last_error
+
+    def refresh(self) -> None:
+        if self.files.refresh():
+            self.changed += 1
 
     def at(self, t: datetime) -> tuple[float, str] | None:
         """(spot [JPY/kWh], file name) of the half-hour holding ``t``, or None."""
-        return self._index.get(_floor(t, 30))
+        return self.files.merged(self.area).get(_floor(t, 30))
 
 
 class MarketInputs:
