@@ -23,12 +23,17 @@ class RegisterFaults:
     garbage: nature → {point name: value [map units, our sign]} served instead
     of the physics value (e.g. ``{"soc": 140.0}``);
     sentinels: natures whose every readable point serves the SunSpec "not
-    implemented" raw value of its type.
+    implemented" raw value of its type; refused_writes: natures that answer
+    every write with a Modbus exception (device failure); ignored_setpoints:
+    the battery takes setpoint writes (they read back) but does not follow
+    them, as an inverter left in local mode does.
     """
 
     frozen: set[Nature] = field(default_factory=set)
     garbage: dict[Nature, dict[str, float]] = field(default_factory=dict)
     sentinels: set[Nature] = field(default_factory=set)
+    refused_writes: set[Nature] = field(default_factory=set)
+    ignored_setpoints: bool = False
 
     def freeze(self, nature: Nature | str, on: bool = True) -> None:
         """Stop (or resume) refreshing the registers of the ``nature`` device."""
@@ -44,13 +49,24 @@ class RegisterFaults:
         n = Nature(nature)
         (self.sentinels.add if on else self.sentinels.discard)(n)
 
+    def refuse_writes(self, nature: Nature | str, on: bool = True) -> None:
+        """Answer (or stop answering) every write to the ``nature`` device with a Modbus exception."""
+        n = Nature(nature)
+        (self.refused_writes.add if on else self.refused_writes.discard)(n)
+
+    def ignore_setpoints(self, on: bool = True) -> None:
+        """The battery accepts setpoint writes but does not follow them (or follows them again)."""
+        self.ignored_setpoints = on
+
     def clear(self) -> None:
         """Remove every register fault."""
         self.frozen.clear()
         self.garbage.clear()
         self.sentinels.clear()
+        self.refused_writes.clear()
+        self.ignored_setpoints = False
 
     @property
     def active(self) -> bool:
         """True when any register fault is injected."""
-        return bool(self.frozen or self.garbage or self.sentinels)
+        return bool(self.frozen or self.garbage or self.sentinels or self.refused_writes or self.ignored_setpoints)

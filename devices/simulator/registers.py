@@ -155,6 +155,8 @@ class UnitImage:
     # ----------------------------------------------------------------- writes
     def write(self, table: Function, address: int, words: list[int]) -> ExcCodes | None:
         """Apply a client write of ``words`` at ``address``; an exception code if refused."""
+        if self.nature in self.physics.register_faults.refused_writes:
+            return ExcCodes.DEVICE_FAILURE
         block = self.blocks.get(table)
         if block is None or table != Function.HOLDING:
             return ExcCodes.ILLEGAL_ADDRESS
@@ -190,7 +192,8 @@ class UnitImage:
         if self.nature != Nature.BATTERY:
             return
         if p.field == "setpoint_w":
-            self.physics.set_setpoint(float(value))
+            if not self.physics.register_faults.ignored_setpoints:
+                self.physics.set_setpoint(float(value))
         elif p.field == "heartbeat":
             self.physics.kick_heartbeat(int(value))
         elif p.name == "watchdog_timeout":

@@ -34,6 +34,19 @@ SAFE_MODE = "safe_mode"
 GRID_LOST = "grid_lost"
 CORRUPT_STATE_FILE = "corrupt_state_file"
 SAFETY_RULE_UNMET = "safety_rule_unmet"
+SETPOINT_REFUSED = "setpoint_refused"
+BATTERY_NOT_FOLLOWING = "battery_not_following"
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmCondition:
+    """A condition another part of the gateway reports (the outbox dropping telemetry, a battery that
+    does not obey).  The daemon owns the site's alarm set and raises or clears ``code`` from it."""
+
+    code: str
+    active: bool
+    severity: Severity
+    message: str
 
 
 @dataclass(frozen=True, slots=True)

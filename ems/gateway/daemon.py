@@ -39,10 +39,12 @@ from devices.natures import BatteryDevice
 from devices.poller import DevicePoller
 from devices.readings import BatteryReading, MeterReading, Nature, PVReading
 from ems.gateway import alarms as al
+from ems.gateway.alarms import AlarmCondition
 from ems.config import SiteConfig
 from ems.gateway.guard import Clip, GuardResult, allowed_range, apply
 from ems.gateway.modes import Mode, ModeChange, ModeMachine, ModeRequest, ModeState, ModeTiming
 from ems.gateway.modestore import ModeStore
+from ems.gateway.obedience import SetpointObedience
 from ems.gateway.reserve_policy import ReservePolicy
 from ems.gateway.rules import rule_setpoint
 from ems.gateway.snapshot import CycleStats, SiteSnapshot
@@ -113,19 +115,6 @@ class DaemonListener(Protocol):
     def on_status(self, status: "DaemonStatus") -> None: ...
 
     def on_mode_change(self, change: ModeChange) -> None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class AlarmCondition:
-    """A condition another part of the gateway reports (e.g. the outbox dropping telemetry).
-
-    The daemon owns the site's alarm set and raises or clears ``code`` from it.
-    """
-
-    code: str
-    active: bool
-    severity: al.Severity
-    message: str
 
 
 class AlarmSource(Protocol):
@@ -231,8 +220,9 @@ class EdgeDaemon:
         self.alarms = al.AlarmSet(site.id)
         self.plan_source = plan_source
         self.reserve = ReservePolicy(self.policy, site.loads.critical_w, self.slot_h)
+        self.obedience = SetpointObedience(site.inverter.rated_w, site.battery.soc_min_pct, site.battery.soc_max_pct)
         self._listeners: list[DaemonListener] = []
-        self._alarm_sources: list[AlarmSource] = []
+        self._alarm_sources: list[AlarmSource] = [self.obedience]
         self._given_devices = devices
         self._maps_dir = maps_dir
         self._device_hub = None  # MqttDeviceHub while MQTT devices are read
@@ -423,6 +413,7 @@ class EdgeDaemon:
         )
         setpoint_w, final_clips = apply(guard.range, requested_w)
         clips = guard.clips + tuple(final_clips)
+        self.obedience.observe(snap.battery)  # the answer to the setpoint taken in the previous cycle
         written = await self._write_setpoint(mode, snap, setpoint_w)
         self._sync_alarms(snap, mode, clips, now)
 
@@ -463,17 +454,23 @@ class EdgeDaemon:
         """
         battery = self._battery_device()
         if battery is None or mode is Mode.ISLANDED or snap.battery is None:
+            self.obedience.not_written()
             return False
         poller = self.pollers.get(battery.id)
         if poller is not None and not poller.health.ok:
+            self.obedience.not_written()
             return False
         try:
             await asyncio.wait_for(battery.set_power_w(setpoint_w), max(1.0, 4 * battery.config.timeout_s))
         except (DeviceError, asyncio.TimeoutError) as exc:
-            self.alarms.sync("setpoint_write_failed", True, al.Severity.WARNING,
-                             f"battery setpoint {setpoint_w:.0f} W not written: {exc}", snap.time)
+            # Logged once per run of failures; the setpoint_refused alarm is what reaches the dashboard.
+            if self.obedience.failures == 0:
+                log.warning("%s: battery setpoint %.0f W not written: %s", self.site.id, setpoint_w, exc)
+            self.obedience.write_failed(setpoint_w, str(exc) or type(exc).__name__)
             return False
-        self.alarms.sync("setpoint_write_failed", False, al.Severity.WARNING, "", snap.time)
+        if self.obedience.failures:
+            log.info("%s: battery takes setpoints again", self.site.id)
+        self.obedience.write_ok(setpoint_w)
         self._previous_setpoint_w = setpoint_w
         return True
 

@@ -28,6 +28,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ems.gateway.alarms import Severity
+from ems.gateway.authority import CommandAction, refusal
 from ems.gateway.daemon import AlarmCondition, DaemonStatus, EdgeDaemon
 from ems.gateway.guard import PowerRange
 from ems.gateway.modes import Mode, ModeChange, ModeRequest, ModeRequestError
@@ -199,7 +200,16 @@ class EdgeLink:
 
     # -- outside → daemon --------------------------------------------------------------
     def handle_command(self, cmd: Command) -> dict[str, Any]:
-        """Carry out a validated command; returns the outcome for the ack, or raises CommandRejected."""
+        """Carry out a validated command; returns the outcome for the ack, or raises CommandRejected.
+
+        First the authority table (:mod:`ems.gateway.authority`): nothing an
+        operator sends ends or weakens disaster mode.
+        """
+        action = self._action(cmd)
+        if action is not None:
+            why = refusal(self.daemon.machine.requested.mode, action)
+            if why is not None:
+                raise CommandRejected(why)
         if cmd.kind == "mode":
             return self._mode_command(cmd)
         if cmd.kind == "setpoint":
@@ -207,6 +217,14 @@ class EdgeLink:
         if cmd.kind == "dispatch":
             return self._dispatch_command(cmd)
         raise CommandRejected(f"unknown command kind {cmd.kind!r}")
+
+    @staticmethod
+    def _action(cmd: Command) -> CommandAction | None:
+        """The table's name for ``cmd`` (None for a mode the hall refuses anyway: safe, manual)."""
+        if cmd.kind == "mode":
+            return {"vpp": CommandAction.RETURN_TO_VPP,
+                    "disaster_reserve": CommandAction.DISASTER}.get(cmd.payload.mode)
+        return {"setpoint": CommandAction.SETPOINT, "dispatch": CommandAction.DISPATCH}.get(cmd.kind)
 
     def _request(self, req: ModeRequest) -> dict[str, Any]:
         try:

@@ -107,7 +107,7 @@ async def test_refused_commands_say_why(linked):
     now = datetime.now(timezone.utc)
     ack = await central.command("hall-01", "dispatch", {"power_w": 3000, "start": now.isoformat(),
                                                         "end": (now + timedelta(hours=1)).isoformat()})
-    assert ack["status"] != "ok" and "takes no dispatch" in (ack.get("error") or ""), ack
+    assert ack["status"] != "ok" and "weaken the shelter reserve" in (ack.get("error") or ""), ack
 
 
 async def test_dispatch_lease_and_manual_setpoint(linked):
