@@ -135,8 +135,29 @@ def validation_problems(source: str, exc: ValidationError, data: Any = None) -> 
     return lines
 
 
+#: Deepest nesting of lists and mappings a configuration file may have.  Real files
+#: nest about six levels; PyYAML composes recursively and a file of 100,000 ``[``
+#: would otherwise end in RecursionError (exit 1, a traceback) instead of an error
+#: naming the file.
+MAX_DEPTH = 64
+
+
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that refuses a key given twice in one mapping (YAML would keep the last silently)."""
+    """SafeLoader that refuses a key given twice in one mapping (YAML would keep the last silently)
+    and nesting deeper than :data:`MAX_DEPTH`."""
+
+    _depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise yaml.composer.ComposerError(
+                    None, None, f"nested deeper than {MAX_DEPTH} levels of lists and mappings",
+                    self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> Any:
         seen: set[Any] = set()
@@ -165,6 +186,8 @@ def read_yaml(path: Path) -> Any:
         raise ConfigError([f"{path}: not UTF-8 text (byte {exc.start}); save the file as UTF-8"]) from None
     try:
         return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except RecursionError:  # a bound above missed: still the file's fault, not a crash
+        raise ConfigError([f"{path}: invalid YAML: nested too deeply"]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
@@ -185,3 +208,5 @@ def load_yaml_model(path: Path, model: type[M], context: dict[str, Any] | None =
         return model.model_validate(data, context={"path": path, **(context or {})})
     except ValidationError as exc:
         raise ConfigError(validation_problems(str(path), exc, data)) from None
+    except RecursionError:  # e.g. aliases that nest a value deeper than any bound on the text
+        raise ConfigError([f"{path}: nested too deeply"]) from None

@@ -107,3 +107,36 @@ def test_run_without_devices_stays_up_in_safe_mode(tmp_path):
     assert out.returncode == 0, out.stderr
     assert "vpp" not in re.findall(r"hall-01 (\w+)", out.stdout), out.stdout
     assert re.search(r"hall-01 safe", out.stdout), out.stdout
+
+
+# -- issue 11: hostile files are refused by check-config with one line naming file and field ----------
+
+def _copied_config(tmp_path: Path) -> Path:
+    """A one-hall fleet file with a copy (not a link) of the shipped maps beside it; returns the file."""
+    import shutil
+
+    path, _ = one_site_config(tmp_path)
+    maps = path.parent / "devicemaps"
+    maps.unlink()
+    shutil.copytree(ROOT / "config" / "devicemaps", maps)
+    return path
+
+
+def _deep_fleet(path: Path) -> str:
+    path.write_text("[" * 100_000, encoding="utf-8")
+    return rf"{re.escape(str(path))}: line 1, column \d+: invalid YAML: nested deeper than 64 levels"
+
+
+HOSTILE = {
+    "100,000 nested lists": _deep_fleet,
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_check_config_refuses_a_hostile_file_with_one_line_and_exit_2(tmp_path, case):
+    path = _copied_config(tmp_path)
+    expected = HOSTILE[case](path)
+    out = run("check-config", "--config", str(path))
+    assert out.returncode == 2, (out.returncode, out.stderr)
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and re.fullmatch("error: " + expected + ".*", lines[0]), out.stderr
