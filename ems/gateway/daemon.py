@@ -25,7 +25,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Protocol, Sequence
 
@@ -484,9 +484,31 @@ class EdgeDaemon:
         self.alarms.sync(al.DEVICE_FAULT, bool(b and b.faulted), al.Severity.CRITICAL,
                          f"battery fault: state {b.state.name if b else ''} code {b.fault_code if b else ''}", now)
         al.sync_clip_alarm(self.alarms, clips, now)
+        problems = self._data_problems(snap)
+        for kind, code in (("stale", al.STALE_DATA), ("missing", al.MISSING_DATA), ("implausible", al.IMPLAUSIBLE_DATA)):
+            self.alarms.sync(code, kind in problems, al.Severity.WARNING, f"{kind} data: {problems.get(kind, '')}", now)
         for source in self._alarm_sources:
             for c in source.alarm_conditions():
                 self.alarms.sync(c.code, c.active, c.severity, c.message, now)
+
+    def _data_problems(self, snap: SiteSnapshot) -> dict[str, str]:
+        """Why the battery and meter data cannot be used: 'stale', 'missing', 'implausible' → reasons.
+
+        The mode machine judges the snapshot (stale, missing, implausible).
+        The device layer has usually refused an implausible value before the
+        snapshot sees it (the poll fails with kind "implausible" and the data
+        goes stale): that is named here, so the alarm says why.
+        """
+        problems = dict(self.machine.data_problems) if self.machine else {}
+        refused = []
+        for nature in (Nature.BATTERY, Nature.METER):
+            dev_id = self._ids.get(nature)
+            health = self.pollers[dev_id].health if dev_id in self.pollers else None
+            if health is not None and not health.ok and health.last_error_kind == "implausible":
+                refused.append(f"{dev_id}: {health.last_error}")
+        if refused:
+            problems["implausible"] = "; ".join(filter(None, [problems.get("implausible"), *refused]))
+        return problems
 
     def _emit(self, changes: list[ModeChange]) -> None:
         for ch in changes:

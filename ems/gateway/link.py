@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 
 #: Alarm code raised while the outbox has dropped telemetry to stay within its disk limit.
 TELEMETRY_DROPPED = "telemetry_dropped"
+#: The drop alarm clears once the outbox holds no more than this share of its disk limit.
+DROP_ALARM_CLEAR_SHARE = 0.5
 
 
 class EdgeLink:
@@ -113,6 +115,11 @@ class EdgeLink:
         publish = self.mqtt is not None and self._cycle % self.state_every == 0
         st = self.outbox.stats() if self.outbox is not None and (publish or self._cycle % 60 == 0) else None
         if st is not None:
+            if st.drop_alarm and st.bytes <= self.outbox.max_bytes * DROP_ALARM_CLEAR_SHARE:
+                # The shipper caught up: nothing is being dropped any more.  The count of what was lost
+                # stays in the outbox's statistics and telemetry.
+                self.outbox.clear_drop_alarm()
+                st = self.outbox.stats()
             # Dropped telemetry is an alarm at the site (the daemon raises it from the next cycle on).
             self._drop_alarm = AlarmCondition(TELEMETRY_DROPPED, st.drop_alarm, Severity.WARNING,
                                               f"telemetry outbox full: {st.dropped_points} points dropped")

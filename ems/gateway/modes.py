@@ -249,6 +249,7 @@ class ModeMachine:
         self._safe = True
         self._safe_reason = "starting: waiting for good battery and meter data"
         self._bad_cycles = 0
+        self._check = DataCheck()
         self._good_cycles = 0
         self._grid_lost = False
         self._loss_cycles = 0
@@ -302,7 +303,24 @@ class ModeMachine:
 
     # -- internals -----------------------------------------------------------
 
+    @property
+    def data_problems(self) -> dict[str, str]:
+        """The data problems of the last cycle that count: 'stale', and 'missing' / 'implausible' once they
+        lasted as long as it takes to enter safe mode (a single odd reading is not an alarm); each with
+        its reasons."""
+        check = self._check
+        out: dict[str, str] = {}
+        if check.stale:
+            out["stale"] = "; ".join(check.stale)
+        if self._bad_cycles >= self.timing.bad_data_cycles:
+            if check.missing:
+                out["missing"] = "; ".join(check.missing)
+            if check.implausible:
+                out["implausible"] = "; ".join(check.implausible)
+        return out
+
     def _update_data(self, check: DataCheck) -> None:
+        self._check = check
         if check.fault or check.stale:
             # A fault or data older than stale_cycles × cycle_s: safe at once.
             self._safe = True
