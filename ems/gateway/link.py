@@ -33,8 +33,8 @@ from ems.gateway.daemon import AlarmCondition, DaemonStatus, EdgeDaemon
 from ems.gateway.guard import PowerRange
 from ems.gateway.modes import Mode, ModeChange, ModeRequest, ModeRequestError
 from telemetry.commands import Command, CommandRejected
-from telemetry.schema import (PlanSlot, alarm_point, guard_clip_point, mode_point, outbox_point, plan_points,
-                              reading_point, setpoint_point, site_point)
+from telemetry.schema import (PlanSlot, ack_point, alarm_point, command_point, guard_clip_point, mode_point,
+                              outbox_point, plan_points, reading_point, setpoint_point, site_point)
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +74,7 @@ class EdgeLink:
         daemon.add_alarm_source(self)
         if mqtt is not None:
             mqtt.on_command(self.handle_command)
+            mqtt.on_audit(self.record_command)
 
     # -- daemon → outside ------------------------------------------------------------
     def _put(self, points: list) -> None:
@@ -204,6 +205,22 @@ class EdgeLink:
             return
         self._put([mode_point(self.daemon.site.id, ch.time, ch.to_mode.value, ch.reason[:500],
                               ch.from_mode.value if ch.from_mode else None, self.area)])
+
+    def record_command(self, cmd: Command | None, ack: Any) -> None:
+        """Every command received and its ack, as the top-priority telemetry (the hall's audit trail).
+
+        Called for every ack, refusals included; ``cmd`` is None when the
+        command could not be read at all (the ack says why).
+        """
+        site = self.daemon.site.id
+        points = []
+        if cmd is not None:
+            points.append(command_point(site, cmd.received_at, cmd.id, cmd.kind, cmd.issued_by, cmd.expires_at,
+                                        cmd.payload.model_dump(mode="json"), self.area))
+        error = ack.error if ack.code is None else f"{ack.code}: {ack.error}"
+        points.append(ack_point(site, ack.acked_at, ack.command_id or "unknown", ack.kind or "unknown", ack.status,
+                                error[:500] if error else None, ack.outcome, self.area))
+        self._put(points)
 
     # -- outside → daemon --------------------------------------------------------------
     def handle_command(self, cmd: Command) -> dict[str, Any]:

@@ -94,9 +94,14 @@ async def test_mode_command_round_trip_state_and_telemetry(linked, influx):
     assert "slots" in (store.get("hall-01").plan or {}), "the plan is published for the central dispatch"
     modes = influx.rows("SELECT mode, reason FROM mode WHERE site='hall-01'", "ems")
     assert any(r[1] == "disaster_reserve" for r in modes), modes
+    # The command and its ack are the hall's audit trail in InfluxDB.
+    await wait_for(lambda: influx.rows(f"SELECT issued_by FROM command WHERE command_id = '{ack['command_id']}'",
+                                       "ems") != [], timeout_s=30, what="the command point in InfluxDB")
+    acks = influx.rows(f"SELECT command_id, status FROM ack WHERE command_id = '{ack['command_id']}'", "ems")
+    assert [r[2] for r in acks] == ["ok"], acks
 
 
-async def test_refused_commands_say_why(linked):
+async def test_refused_commands_say_why(linked, influx):
     rig, link, central, store, outbox, shipper = linked
     await wait_for(lambda: rig.mode() is Mode.VPP, what="vpp")
     ack = await central.command("hall-01", "mode", {"mode": "safe", "reason": "try"})
@@ -108,6 +113,11 @@ async def test_refused_commands_say_why(linked):
     ack = await central.command("hall-01", "dispatch", {"power_w": 3000, "start": now.isoformat(),
                                                         "end": (now + timedelta(hours=1)).isoformat()})
     assert ack["status"] != "ok" and "weaken the shelter reserve" in (ack.get("error") or ""), ack
+    # Refusals are in the audit trail too, with the reason.
+    query = f"SELECT command_id, error, status FROM ack WHERE command_id = '{ack['command_id']}'"
+    await wait_for(lambda: influx.rows(query, "ems") != [], timeout_s=30, what="the refused command's ack point")
+    row = influx.rows(query, "ems")[0]
+    assert row[3] == ack["status"] and "weaken the shelter reserve" in row[2], row
 
 
 async def test_dispatch_lease_and_manual_setpoint(linked):
