@@ -20,6 +20,13 @@ committed point survives any process crash, a power cut may lose the last
 moments.  ``fsync=True`` (``synchronous=FULL``) survives power cuts at the
 cost of one fsync per ``put``.
 
+A damaged file (not a database, failing ``PRAGMA quick_check``, a schema
+this code cannot use) does not stop the gateway: it is moved aside as
+``<name>.corrupt-<UTC time>`` with its -wal/-shm, a fresh outbox is started
+and :meth:`Outbox.alarm_conditions` reports it (see
+:mod:`telemetry.sqlite_recovery`).  The points in the damaged file are not
+sent; the copy is kept for a person to look at.
+
 Thread-safety: one connection guarded by a lock; ``put`` is called from the
 control loop, ``fetch``/``ack`` from the shipper's worker thread.
 """
@@ -35,6 +42,8 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 from telemetry.schema import Priority, TelemetryPoint
+from telemetry.sqlite_recovery import (Recovery, StoreCondition, StoreDamaged, check_columns, open_store,
+                                        utc_from_unix)
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +69,13 @@ CREATE TABLE IF NOT EXISTS rejected (
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
 
+#: Columns the outbox reads and writes, per table (checked at start).
+_COLUMNS = {"outbox": "id, priority, created, nbytes, line", "rejected": "id, rejected_at, reason, line",
+            "meta": "key, value"}
+
+#: Alarm code: the outbox file was damaged at start, moved aside and replaced by a fresh one.
+STORE_RECOVERED = "telemetry_store_recovered"
+
 #: Rows kept in the ``rejected`` table for inspection (oldest removed first).
 MAX_REJECTED_ROWS = 10_000
 
@@ -84,6 +100,10 @@ class DropEvent:
     bytes: int
     by_priority: dict[Priority, int]
     at: float  # [s] unix time
+
+
+def _tables(db: sqlite3.Connection) -> set[str]:
+    return {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
 
 
 class OutboxError(Exception):
@@ -112,18 +132,14 @@ class Outbox:
         self._clock = clock
         self._lock = threading.Lock()
         self._listeners: list[Callable[[], None]] = []
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.recovery: Recovery | None = None
+        self._recovery_alarm = False
         try:
-            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute(f"PRAGMA synchronous={'FULL' if fsync else 'NORMAL'}")
-            self._db.execute("PRAGMA journal_size_limit=16777216")  # keep the WAL file at most 16 MiB after checkpoints
-            self._db.executescript(_SCHEMA)
-            count, size = self._db.execute("SELECT COUNT(*), COALESCE(SUM(nbytes), 0) FROM outbox").fetchone()
-            self._dropped = self._meta("dropped_points")
-            self._rejected = self._meta("rejected_points")
-        except sqlite3.Error as exc:
+            self._db, (count, size, self._dropped, self._rejected), self.recovery = open_store(
+                self.path, lambda db: self._prepare(db, fsync), what="telemetry outbox", now=utc_from_unix(clock))
+        except (sqlite3.Error, OSError) as exc:
             raise OutboxError(f"{self.path}: cannot open outbox: {exc}") from exc
+        self._recovery_alarm = self.recovery is not None
         self._count, self._bytes = count, size
         self.drop_alarm = False
 
@@ -286,6 +302,22 @@ class Outbox:
         """The operator saw the drop alarm; the count stays."""
         self.drop_alarm = False
 
+    def alarm_conditions(self) -> list[StoreCondition]:
+        """The outbox's conditions for the site's alarms, as telemetry-level tuples
+        (code, active, severity 'warning'|'critical', message); inactive ones clear the alarm.
+
+        ``telemetry_store_recovered`` (warning): the file was damaged at start and
+        replaced by a fresh one; stays active until :meth:`clear_recovery_alarm`
+        or the next start.  (The drop alarm is reported by the gateway's link.)
+        """
+        r = self.recovery
+        message = (r.describe("telemetry outbox") + "; the points it held were not sent") if r else ""
+        return [StoreCondition(STORE_RECOVERED, self._recovery_alarm, "warning", message)]
+
+    def clear_recovery_alarm(self) -> None:
+        """The operator saw the recovery alarm (the damaged copy stays on disk)."""
+        self._recovery_alarm = False
+
     def close(self) -> None:
         with self._lock:
             self._db.close()
@@ -297,9 +329,24 @@ class Outbox:
         self.close()
 
     # -- internals -----------------------------------------------------------------------
-    def _meta(self, key: str) -> int:
-        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return row[0] if row else 0
+    def _prepare(self, db: sqlite3.Connection, fsync: bool) -> tuple[int, int, int, int]:
+        """Check the layout, set pragmas, create the schema; returns what the outbox reads at start:
+        (points, bytes, dropped, rejected).  A layout this code cannot use raises before anything is
+        written (see telemetry.sqlite_recovery)."""
+        check_columns(db, _COLUMNS)
+        if "meta" in _tables(db):
+            counters = dict(db.execute("SELECT key, value FROM meta").fetchall())
+            if any(not isinstance(v, int) for v in counters.values()):
+                raise StoreDamaged("unusable: counters in meta are not integers")
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute(f"PRAGMA synchronous={'FULL' if fsync else 'NORMAL'}")
+        db.execute("PRAGMA journal_size_limit=16777216")  # keep the WAL file at most 16 MiB after checkpoints
+        db.executescript(_SCHEMA)
+        count, size = db.execute("SELECT COUNT(*), COALESCE(SUM(nbytes), 0) FROM outbox").fetchone()
+        if not isinstance(size, int):
+            raise StoreDamaged("unusable: row sizes are not integers")
+        counters = dict(db.execute("SELECT key, value FROM meta").fetchall())
+        return count, size, counters.get("dropped_points", 0), counters.get("rejected_points", 0)
 
     def _set_meta(self, key: str, value: int) -> None:
         self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))

@@ -139,9 +139,10 @@ def test_bad_settings_and_unwritable_file(tmp_path):
         Outbox(tmp_path / "a.db", max_bytes=10)
     with pytest.raises(ValueError, match="low_water"):
         Outbox(tmp_path / "a.db", low_water=0)
-    (tmp_path / "notadb").write_bytes(b"this is not sqlite at all" * 100)
-    with pytest.raises(OutboxError, match="notadb"):
-        Outbox(tmp_path / "notadb")
+    # (a damaged file is moved aside and replaced: tests/telemetry/test_hostile_stores.py)
+    (tmp_path / "afile").write_bytes(b"x")
+    with pytest.raises(OutboxError, match="afile"):
+        Outbox(tmp_path / "afile" / "o.db")
 
 
 def test_failed_commit_leaves_counters_consistent(tmp_path):
