@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import logging
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any, Callable
 
 from devices.configfile import ConfigError
@@ -77,7 +78,6 @@ def build_service(cfg: CentralConfig, fleet: FleetConfig | None = None, *, mqtt_
     staleness), ``jma_poll_s`` [s] polls a drill's JMA folder faster than a
     config may.
     """
-    from ems.central.audit import AuditLog
     from ems.central.ratelimit import LoginLimiter
     from ems.central.sessions import SessionStore
     from ems.central.users import UserStore
@@ -91,10 +91,15 @@ def build_service(cfg: CentralConfig, fleet: FleetConfig | None = None, *, mqtt_
         settings = mqtt_settings or cfg.mqtt.settings(cfg.base_dir)
         link = CentralMqtt(settings, store, issued_by="central", client_id=cfg.mqtt.client_id)
     s = cfg.sessions
+    audit = _open_audit(cfg, data)
     security = Security(users=UserStore(data / USERS_DB),
                         sessions=SessionStore(data / USERS_DB, ttl_s=s.ttl_s, idle_s=s.idle_s),
-                        audit=AuditLog(data / "audit.sqlite"),
-                        limiter=LoginLimiter(max_failures=s.max_login_failures, lockout_s=s.lockout_s),
+                        audit=audit,
+                        limiter=LoginLimiter(max_failures=s.max_login_failures, lockout_s=s.lockout_s,
+                                             max_lockout_s=s.max_lockout_s, window_s=s.login_window_s,
+                                             address_max_failures=s.address_max_failures,
+                                             throttle_delay_s=s.throttle_delay_s,
+                                             trusted_proxies=cfg.listen.trusted_proxies),
                         secure_cookies=cfg.listen.secure_cookies)
     jma = None
     if cfg.jma.enabled:
@@ -117,6 +122,19 @@ def build_service(cfg: CentralConfig, fleet: FleetConfig | None = None, *, mqtt_
                           ack_timeout=timedelta(seconds=cfg.commands.ack_timeout_s * speed),
                           stale_after=timedelta(seconds=cfg.stale_after_s * speed), public_page=cfg.public_page,
                           **({"clock": clock} if clock is not None else {}))
+
+
+def _open_audit(cfg: CentralConfig, data: Path) -> Any:
+    """The audit log in ``data``, signed and with its head log when ``cfg.audit`` names them;
+    ConfigError naming ``audit.key_file`` / ``audit.head_log`` when they cannot be used."""
+    from ems.central.audit import AuditKeyError, open_audit_log
+
+    a = cfg.audit
+    try:
+        return open_audit_log(data / "audit.sqlite", cfg.path(a.key_file) if a.key_file else None,
+                              cfg.path(a.head_log) if a.head_log else None)
+    except AuditKeyError as exc:
+        raise ConfigError([f"audit.{exc.field}: {exc}"]) from None
 
 
 def add_central_parser(subparsers: Any) -> argparse.ArgumentParser:

@@ -9,10 +9,11 @@ from the folder of the config file.
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, PrivateAttr, model_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from devices.configfile import ConfigError, StrictModel, load_yaml_model
 from optimizer.prices import area_column
@@ -29,6 +30,20 @@ class ListenSpec(StrictModel):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
     secure_cookies: bool = False  # true when users reach the service over HTTPS (proxy)
+    #: Reverse proxies (addresses or networks) whose X-Forwarded-For names the client; from any other
+    #: peer the header is ignored.  The client is the right-most address in it that is not one of these.
+    trusted_proxies: list[str] = Field(default_factory=list, max_length=100)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, value: list[str]) -> list[str]:
+        for i, entry in enumerate(value):
+            try:
+                ipaddress.ip_network(entry.strip(), strict=False)
+            except ValueError:
+                raise ValueError(f"[{i}]: {entry!r} is not an IP address or network "
+                                 "(e.g. 127.0.0.1, ::1, 10.0.0.0/8)") from None
+        return [entry.strip() for entry in value]
 
 
 class SecretRef(StrictModel):
@@ -105,12 +120,31 @@ class JmaSpec(StrictModel):
 
 
 class SessionSpec(StrictModel):
-    """Login sessions: lifetime and idle timeout [s]; login lockout after failures."""
+    """Login sessions: lifetime and idle timeout [s]; login limits (ems.central.ratelimit).
+
+    An account is locked for ``lockout_s`` [s] after ``max_login_failures``
+    failed logins in a row, twice as long after each further failure, at
+    most ``max_lockout_s`` [s] (also the quiet time after which its failures
+    are forgotten).  An address with ``address_max_failures`` failures
+    within ``login_window_s`` [s] has its failed logins answered
+    ``throttle_delay_s`` [s] late; an address is never locked (behind the
+    proxy it is everyone's).
+    """
 
     ttl_s: float = Field(default=8 * 3600, gt=0, le=7 * 86400)
     idle_s: float = Field(default=1800, gt=0, le=86400)
     max_login_failures: int = Field(default=5, ge=1, le=100)
     lockout_s: float = Field(default=300, ge=1, le=86400)
+    max_lockout_s: float = Field(default=3600, ge=1, le=7 * 86400)
+    address_max_failures: int = Field(default=20, ge=1, le=10_000)
+    login_window_s: float = Field(default=300, ge=1, le=86400)
+    throttle_delay_s: float = Field(default=2, ge=0, le=30)
+
+    @model_validator(mode="after")
+    def _lockouts(self) -> "SessionSpec":
+        if self.max_lockout_s < self.lockout_s:
+            raise ValueError("max_lockout_s: must not be shorter than lockout_s")
+        return self
 
 
 class CommandSpec(StrictModel):
@@ -158,6 +192,26 @@ class MarketSpec(StrictModel):
         return self
 
 
+class AuditSpec(StrictModel):
+    """What makes the audit log tamper-evident (ems.central.audit): ``key_file`` holds the HMAC key
+    (first line, at least 32 characters; mode 0600, never in the data folder's backups), ``head_log`` is
+    the append-only file of chain heads (where the database's holder cannot rewrite it, e.g.
+    ``chattr +a``).  Both or neither; without them the log is only hash-chained, and a record edited
+    with every later hash computed again, or the newest records cut off, cannot be seen.  A key file
+    that is configured but missing stops the service: it is never made up at start."""
+
+    key_file: str | None = None
+    head_log: str | None = None
+
+    @model_validator(mode="after")
+    def _both(self) -> "AuditSpec":
+        if self.key_file is not None and self.head_log is None:
+            raise ValueError("head_log: required with key_file (the append-only file that shows cut records)")
+        if self.head_log is not None and self.key_file is None:
+            raise ValueError("key_file: required with head_log")
+        return self
+
+
 class CentralConfig(StrictModel):
     """The whole central.yaml."""
 
@@ -170,6 +224,7 @@ class CentralConfig(StrictModel):
     sessions: SessionSpec = SessionSpec()
     commands: CommandSpec = CommandSpec()
     market: MarketSpec = MarketSpec()
+    audit: AuditSpec = AuditSpec()
     public_page: bool = True
     stale_after_s: float = Field(default=60, gt=0, le=86400)  # state older than this shows as stale
 

@@ -1,8 +1,12 @@
-"""Login, logout and "who am I".  Logins are rate limited per user name and address, and audited."""
+"""Login, logout and "who am I".  Failed logins lock the account (with backoff) and slow the address; audited."""
 
 from __future__ import annotations
 
+import asyncio
+import math
+
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
 from ems.central.api.deps import Principal, client_ip, current_principal, service_of
@@ -21,29 +25,62 @@ class LoginRequest(BaseModel):
 
 
 @router.post("/login", summary="Log in; sets the session cookie and returns the CSRF token")
-def login(body: LoginRequest, request: Request, response: Response) -> dict:
+async def login(body: LoginRequest, request: Request, response: Response) -> dict:
+    """Accounts are locked with backoff after failed logins; an address with many failures gets its
+    failures answered late but is never locked (see ems.central.ratelimit)."""
     service = service_of(request)
-    sec = service.security
     ip = client_ip(request)
     name = body.username.strip().lower()
-    wait = sec.limiter.check(name, ip)
-    if wait is not None:
-        service.audit.append(name, "login_failed", name, reason="rate limited", details={"ip": ip})
-        raise HTTPException(429, f"too many failed logins; try again in {int(wait) + 1} s",
-                            headers={"Retry-After": str(int(wait) + 1)})
-    user = sec.users.authenticate(name, body.password)
+    # Password hashing and the stores block: run them on a worker thread.
+    user, outcome = await run_in_threadpool(_attempt, service, name, body.password, ip)
     if user is None:
-        sec.limiter.failure(name, ip)
-        service.audit.append(name, "login_failed", name, reason="wrong user name or password", details={"ip": ip})
+        if outcome.delay_s > 0:
+            # A throttled address waits without holding a worker thread, so it cannot starve anybody else.
+            await asyncio.sleep(outcome.delay_s)
         raise HTTPException(401, "wrong user name or password")
-    sec.limiter.success(name, ip)
-    session = sec.sessions.create(user)
+    sec = service.security
+    session = await run_in_threadpool(sec.sessions.create, user)
     max_age = max(1, int((session.expires_at - service.clock()).total_seconds()))
     response.set_cookie(cookie_name(sec.secure_cookies), session.id, **cookie_kwargs(sec.secure_cookies, max_age))
-    service.audit.append(user.username, "login", user.username, details={"ip": ip, "via": "password"})
+    await run_in_threadpool(service.audit.append, user.username, "login", user.username,
+                            details={"ip": ip, "via": "password"})
     return {"username": user.username, "display_name": user.display_name,
             "roles": sorted(r.value for r in user.roles),
             "permissions": sorted(p.value for p in permissions_of(user.roles)), "csrf_token": session.csrf_token}
+
+
+def _attempt(service, name: str, password: str, ip: str):
+    """(user, None) for a good login; (None, FailureOutcome) for a wrong one; 429 while the account is locked.
+    Audits failures, the start of each lock, the first refusal during a lock and an address's throttling."""
+    sec = service.security
+    limiter = sec.limiter
+    wait = limiter.check(name, ip)
+    if wait is not None:
+        retry = max(1, math.ceil(wait))
+        if limiter.refused_before(name) <= 1:  # one record per lock: refusals cost nothing, a flood must not fill the log
+            service.audit.append(name, "login_failed", name, reason="rate limited",
+                                 details={"ip": ip, "locked_for_s": retry})
+        raise HTTPException(429, f"too many failed logins for this account; try again in {retry} s",
+                            headers={"Retry-After": str(retry)})
+    user = sec.users.authenticate(name, password)
+    if user is not None:
+        limiter.success(name, ip)
+        return user, None
+    outcome = limiter.failure(name, ip)
+    service.audit.append(name, "login_failed", name, reason="wrong user name or password",
+                         details={"ip": ip, "failures": outcome.failures})
+    if outcome.locked_s is not None:
+        service.audit.append("central", "login_locked", name,
+                             reason=f"{outcome.failures} failed logins in a row; "
+                                    f"locked for {int(outcome.locked_s)} s",
+                             details={"ip": ip, "failures": outcome.failures, "lock_s": outcome.locked_s})
+    if outcome.throttle_started:
+        service.audit.append("central", "login_throttled", ip,
+                             reason=f"{limiter.address_limit} failed logins within {int(limiter.window_s)} s "
+                                    f"from this address; its failures are answered {limiter.throttle_delay_s:g} s "
+                                    "late (no account of it is locked by this)",
+                             details={"ip": ip})
+    return None, outcome
 
 
 @router.post("/logout", summary="End the session")

@@ -43,7 +43,13 @@ def service_of(request: Request):
 
 
 def client_ip(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
+    """The client's address: the peer's, or, when the peer is a configured trusted proxy
+    (``listen.trusted_proxies``), the right-most untrusted address in its ``X-Forwarded-For``."""
+    peer = request.client.host if request.client else "unknown"
+    proxies = getattr(service_of(request).security.limiter, "proxies", None)
+    if not proxies:
+        return peer
+    return proxies.client_address(peer, request.headers.getlist("x-forwarded-for"))
 
 
 def _unauthorized(message: str) -> HTTPException:
