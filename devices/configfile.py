@@ -131,6 +131,10 @@ def validation_problems(source: str, exc: ValidationError, data: Any = None) -> 
     lines = []
     for err in exc.errors():
         loc = tuple(p for p in err.get("loc", ()) if not str(p).startswith("function-"))
+        if not loc:
+            # A whole-file check: its message names the fields itself, one problem a line.
+            lines.extend(f"{source}: {part}" for part in _message(err).split("\n"))
+            continue
         lines.append(f"{source}: {field_path(_drop_union_tags(loc, data))}: {_message(err)}")
     return lines
 

@@ -4,16 +4,20 @@
 (BatteryDevice, MeterDevice, PVDevice; MQTT devices via
 ``devices.mqtt_device.MqttDevice``).  Devices behind the same endpoint
 (host:port, or serial line) share one :class:`ModbusConnection`;
-``close_all`` closes each connection once.
+``close_all`` closes each connection once.  ``check_devices`` tells what
+``build_devices`` would refuse, without opening anything (``ems check-config``).
 """
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 from devices.config import SUNSPEC, DeviceConfig, ModbusRtuTransport, ModbusTcpTransport, MqttTransport
 from devices.configfile import ConfigError
+from devices.errors import DeviceError
 from devices.modbus.connection import ModbusConnection
 from devices.natures import NATURE_CLASSES, Clock, Device, utc_now
 from devices.registermap import load_register_map
@@ -112,3 +116,69 @@ async def close_all(devices: dict[str, Device] | Iterable[Device]) -> None:
         if isinstance(conn, ModbusConnection) and id(conn) not in seen:
             seen.add(id(conn))
             await conn.close()
+
+
+@dataclass(frozen=True)
+class DeviceProblem:
+    """One reason :func:`build_devices` would refuse a site's devices.
+
+    ``field``: where in the site's device list (``devices[1].map``), or None
+    when ``message`` names its own file (a broken register map:
+    ``config/devicemaps/x.yaml: points.foo: ...``).
+    """
+
+    field: str | None
+    message: str
+
+
+#: "transport.fields: ..." -> ("transport.fields", "...") for messages that start with a field.
+_FIELD_PREFIX = re.compile(r"^([a-z_][a-z0-9_.]*): (.+)$", re.S)
+
+
+def check_devices(site_devices: Sequence[DeviceConfig], maps_dir: Path | None = None) -> list[DeviceProblem]:
+    """Everything :func:`build_devices` checks, with every problem named; nothing is connected.
+
+    Loads each register map (problems name the map file and point), checks
+    its nature against the device's, builds each device as the gateway does
+    (read plan, MQTT field mapping; connections open only on first use, so
+    none is opened here) and checks that devices on one serial line agree on
+    its settings.  A map's problems are reported once per device using it.
+    """
+    problems: list[DeviceProblem] = []
+    serial: dict[tuple, tuple[int, ModbusRtuTransport]] = {}
+    for j, cfg in enumerate(site_devices):
+        where = f"devices[{j}]"
+        t = cfg.transport
+        if isinstance(t, ModbusRtuTransport):
+            first = serial.setdefault(_endpoint_key(t), (j, t))
+            if first[0] != j:
+                for name in ("baudrate", "parity", "stopbits", "bytesize"):
+                    if getattr(t, name) != getattr(first[1], name):
+                        problems.append(DeviceProblem(
+                            f"{where}.transport.{name}",
+                            f"{getattr(t, name)} differs from devices[{first[0]}] on the same serial line "
+                            f"{t.device} ({getattr(first[1], name)})"))
+                        break
+        if not isinstance(t, MqttTransport) and cfg.map != SUNSPEC:
+            try:
+                regmap = load_register_map(cfg.map, maps_dir)  # type: ignore[arg-type]
+            except ConfigError as exc:
+                problems += [DeviceProblem(None, line) for line in exc.problems]
+                continue
+            if regmap.nature != cfg.nature:
+                problems.append(DeviceProblem(
+                    f"{where}.map", f"{cfg.map!r} is a {regmap.nature.value} map, the device is a {cfg.nature.value}"))
+                continue
+        try:
+            build_devices([cfg], maps_dir)  # the gateway's own construction; connects nothing
+        except (ConfigError, DeviceError, ValueError) as exc:
+            text = exc.message if isinstance(exc, DeviceError) else \
+                "; ".join(exc.problems) if isinstance(exc, ConfigError) else str(exc)
+            m = _FIELD_PREFIX.match(text)
+            problems.append(DeviceProblem(f"{where}.{m.group(1)}", m.group(2)) if m else DeviceProblem(where, text))
+    if not problems:
+        try:  # what spans devices (shared endpoints), should a check above have missed it
+            build_devices(site_devices, maps_dir)
+        except (ConfigError, DeviceError, ValueError) as exc:
+            problems.append(DeviceProblem("devices", str(exc)))
+    return problems

@@ -21,13 +21,14 @@ instead of ``address``; :mod:`devices.sunspec` rebases them after discovery.
 from __future__ import annotations
 
 import enum
-from functools import cached_property
+import hashlib
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, model_validator
 
-from devices.configfile import StrictModel, load_yaml_model
+from devices.configfile import ConfigError, StrictModel, load_yaml_model
 from devices.readings import CANONICAL_FIELDS, Nature
 
 
@@ -131,6 +132,36 @@ def check_scale_factors(points: list[Point], what: str) -> None:
                              f"is not a sunssf point of this {what}")
 
 
+#: Highest Modbus register address.
+LAST_REGISTER = 65535
+
+
+def _register_problems(points: list[Point]) -> list[str]:
+    """What the gateway could never read, one ``points.<name>: ...`` line each:
+    a point overlapping another in the same table (almost always a typo in the
+    map) and a point running past register 65535."""
+    problems: list[str] = []
+    for p in points:
+        assert p.address is not None
+        end = p.address + p.word_count - 1
+        if end > LAST_REGISTER:
+            problems.append(f"points.{p.name}: registers {p.address}-{end} run past the last register {LAST_REGISTER}")
+    for function in Function:
+        table = sorted((p for p in points if p.function == function), key=lambda p: (p.address, p.name))
+        furthest: Point | None = None  # the point reaching highest so far
+        for p in table:
+            assert p.address is not None
+            if furthest is not None:
+                reach = furthest.address + furthest.word_count - 1  # type: ignore[operator]
+                if p.address <= reach:
+                    last = min(reach, p.address + p.word_count - 1)
+                    which = "registers" if function == Function.HOLDING else f"{function.value} registers"
+                    problems.append(f"points.{p.name}: overlaps points.{furthest.name} ({which} {p.address}-{last})")
+            if furthest is None or p.address + p.word_count > furthest.address + furthest.word_count:  # type: ignore[operator]
+                furthest = p
+    return problems
+
+
 class Heartbeat(StrictModel):
     """A watchdog register the gateway must keep changing, or the device reverts to idle."""
 
@@ -178,13 +209,10 @@ class RegisterMap(StrictModel):
             raise ValueError(f"a {self.nature.value} map must bind field(s): {', '.join(missing)}")
         if self.heartbeat is not None and self.heartbeat.point not in names:
             raise ValueError(f"heartbeat.point {self.heartbeat.point!r} is not a point of this map")
-        # Overlapping points in the same table are almost always a typo in the map.
-        spans = sorted(
-            (p.function.value, p.address, p.address + p.word_count, p.name) for p in self.points
-        )
-        for a, b in zip(spans, spans[1:]):
-            if a[0] == b[0] and b[1] < a[2]:
-                raise ValueError(f"points {a[3]!r} and {b[3]!r} overlap in the {a[0]} registers")
+        problems = _register_problems(self.points)
+        if problems:
+            # One line per problem; the loader reports each as ``<file>: <line>``.
+            raise ValueError("\n".join(problems))
         return self
 
     @cached_property
@@ -215,4 +243,24 @@ def load_register_map(name_or_path: str | Path, search_dir: Path | None = None) 
     path = Path(name_or_path)
     if path.suffix not in (".yaml", ".yml"):
         path = (search_dir or maps_dir()) / f"{name_or_path}.yaml"
-    return load_yaml_model(path, RegisterMap)
+    try:
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return load_yaml_model(path, RegisterMap)  # names the file and what is wrong with it
+    return _parsed_map(str(path), digest)
+
+
+@lru_cache(maxsize=256)
+def _parsed_map(path: str, digest: str) -> RegisterMap:
+    """The map in ``path`` as of its content ``digest``: loading a fleet checks every hall's
+    devices, and fourteen halls sharing two maps should not parse them 28 times.  Keyed on
+    the content, so an edited file is read again; maps are frozen, so sharing one is safe.
+    A map that fails is not kept."""
+    regmap = load_yaml_model(Path(path), RegisterMap)
+    # The read planner refuses a point longer than one request when the gateway builds the
+    # device (a ValueError naming no file); a map file is refused for it here.
+    too_long = [f"{path}: points.{p.name}.words: {p.word_count} registers, more than max_read "
+                f"{regmap.max_read} (one read request)" for p in regmap.points if p.word_count > regmap.max_read]
+    if too_long:
+        raise ConfigError(too_long)
+    return regmap

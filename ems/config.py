@@ -269,11 +269,17 @@ class FleetConfig(StrictModel):
 
 
 def load_fleet(path: str | Path) -> FleetConfig:
-    """Load and validate a fleet file; raises ConfigError with ``file: path: message`` lines."""
+    """Load and validate a fleet file; raises ConfigError with ``file: path: message`` lines.
+
+    Besides the file itself, every device is built as the gateway builds it
+    at start-up (its register map loaded and checked, no connection opened),
+    so what ``ems run`` would refuse is refused here, by ``ems check-config``
+    too: a broken map names the map file and the point.
+    """
     path = Path(path)
     maps_dir = path.resolve().parent / "devicemaps"
     try:
-        return load_yaml_model(path, FleetConfig, context={"maps_dir": maps_dir})
+        fleet = load_yaml_model(path, FleetConfig, context={"maps_dir": maps_dir})
     except ConfigError as exc:
         # Fleet-level checks report several "field: message" lines in one error; split them.
         lines: list[str] = []
@@ -284,6 +290,28 @@ def load_fleet(path: str | Path) -> FleetConfig:
             else:
                 lines.append(line)
         raise ConfigError(lines) from None
+    problems = device_problems(path, fleet)
+    if problems:
+        raise ConfigError(problems)
+    return fleet
+
+
+def device_problems(path: Path, fleet: FleetConfig) -> list[str]:
+    """What building each site's devices would refuse (:func:`devices.factory.check_devices`).
+
+    Maps are read from ``devicemaps`` beside the fleet file, named as the
+    fleet file was (``config/devicemaps/x.yaml``); a map's problems are
+    reported once however many halls use it.
+    """
+    from devices.factory import check_devices  # pymodbus only where devices are built
+
+    lines: list[str] = []
+    for i, site in enumerate(fleet.sites):
+        for problem in check_devices(site.devices, path.parent / "devicemaps"):
+            line = problem.message if problem.field is None else f"{path}: sites[{i}].{problem.field}: {problem.message}"
+            if line not in lines:
+                lines.append(line)
+    return lines
 
 
 def state_dir_for(config_path: str | Path, fleet: FleetConfig) -> Path:

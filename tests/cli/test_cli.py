@@ -127,8 +127,24 @@ def _deep_fleet(path: Path) -> str:
     return rf"{re.escape(str(path))}: line 1, column \d+: invalid YAML: nested deeper than 64 levels"
 
 
+def _overlapping_map(path: Path) -> str:
+    maps = path.parent / "devicemaps"
+    text = (maps / "generic_battery.yaml").read_text(encoding="utf-8").replace(
+        "  - {name: max_charge,", "  - {name: foo, address: 3, type: uint16}\n  - {name: max_charge,")
+    (maps / "x.yaml").write_text(text.replace("name: generic_battery", "name: x"), encoding="utf-8")
+    path.write_text(path.read_text(encoding="utf-8").replace("map: generic_battery", "map: x"), encoding="utf-8")
+    return rf"{re.escape(str(maps / 'x.yaml'))}: points\.foo: overlaps points\.power \(registers 3-3\)"
+
+
+def _map_of_another_nature(path: Path) -> str:
+    path.write_text(path.read_text(encoding="utf-8").replace("map: generic_battery", "map: sdm630"), encoding="utf-8")
+    return rf"{re.escape(str(path))}: sites\[0\]\.devices\[0\]\.map: 'sdm630' is a meter map"
+
+
 HOSTILE = {
     "100,000 nested lists": _deep_fleet,
+    "map with overlapping points": _overlapping_map,
+    "map of another nature": _map_of_another_nature,
 }
 
 

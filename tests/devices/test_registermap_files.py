@@ -27,7 +27,7 @@ CASES = {
     "unknown register type": (GOOD.replace("type: int32", "type: int24"), "points[1].type"),
     "address out of range": (GOOD.replace("address: 1,", "address: 70000,"), "points[1].address: must be <= 65535"),
     "overlapping points": (GOOD.replace("address: 3, type: sunssf", "address: 2, type: sunssf"),
-                           "points 'power' and 'sf' overlap in the holding registers"),
+                           "points.sf: overlaps points.power (registers 2-2)"),
     "missing required field binding": (GOOD.replace("field: power_w, ", ""), "must bind field(s): power_w"),
     "field of another nature": (GOOD.replace("field: power_w", "field: frequency_hz"),
                                 "points[1] (power): field 'frequency_hz' is not a battery field"),

@@ -92,3 +92,57 @@ def test_a_self_referencing_alias_is_a_field_error_not_a_crash(cfg_dir):
     path = cfg_dir / "fleet.yaml"
     path.write_text("fleet: {name: x}\nsites: &s [*s]\n")
     assert problems(path) == [f"{path}: sites[0]: must be a mapping of keys to values"]
+
+
+# -- item 10: check-config builds every device as start-up does ---------------------------
+
+def overlapping_map(cfg_dir: Path) -> Path:
+    """``devicemaps/x.yaml``: the generic battery map with a point laid over ``power`` (registers 2-3)."""
+    text = (cfg_dir / "devicemaps" / "generic_battery.yaml").read_text(encoding="utf-8")
+    text = text.replace("name: generic_battery", "name: x").replace(
+        "  - {name: max_charge,", "  - {name: foo, address: 3, type: uint16}\n  - {name: max_charge,")
+    path = cfg_dir / "devicemaps" / "x.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_a_map_with_overlapping_points_is_refused_when_the_fleet_loads(cfg_dir):
+    x = overlapping_map(cfg_dir)
+
+    def use_x(d):
+        for s in d["sites"]:
+            s["devices"][0]["map"] = "x"
+    # both halls use the map: its problem is reported once
+    assert problems(write(cfg_dir, use_x)) == [f"{x}: points.foo: overlaps points.power (registers 3-3)"]
+
+
+def test_a_map_of_another_nature_is_refused_naming_the_device_field(cfg_dir):
+    path = write(cfg_dir, lambda d: d["sites"][1]["devices"][0].update(map="sdm630"))
+    assert problems(path) == [f"{path}: sites[1].devices[0].map: 'sdm630' is a meter map, the device is a battery"]
+
+
+def test_a_map_that_does_not_parse_is_refused_naming_the_map_file(cfg_dir):
+    (cfg_dir / "devicemaps" / "broken.yaml").write_text("name: [\n")
+    path = write(cfg_dir, lambda d: d["sites"][0]["devices"][1].update(map="broken"))
+    found = problems(path)
+    assert len(found) == 1 and found[0].startswith(f"{cfg_dir / 'devicemaps' / 'broken.yaml'}: line "), found
+
+
+def test_an_mqtt_device_the_daemon_would_refuse_is_refused_at_load(cfg_dir):
+    def mqtt_meter(d):
+        d["sites"][0]["device_broker"] = {"host": "127.0.0.1"}
+        d["sites"][0]["devices"][1].update(map=None, transport={"kind": "mqtt", "topic": "m",
+                                                                "fields": {"voltage_v": "v"}})
+    path = write(cfg_dir, mqtt_meter)
+    assert problems(path) == [f"{path}: sites[0].devices[1].transport.fields: required field(s) power_w not mapped"]
+
+
+def test_two_devices_on_one_serial_line_with_different_speeds_are_refused(cfg_dir):
+    def rtu(d):
+        for k, dev in enumerate(d["sites"][0]["devices"]):
+            dev["transport"] = {"kind": "modbus_rtu", "device": "/dev/ttyUSB0", "unit": k + 1,
+                                "baudrate": 9600 * (k + 1)}
+    path = write(cfg_dir, rtu)
+    found = problems(path)
+    assert len(found) == 1 and found[0].startswith(
+        f"{path}: sites[0].devices[1].transport.baudrate: 19200 differs from devices[0]"), found
