@@ -13,7 +13,8 @@ from pathlib import Path
 
 from ems.config import FleetConfig, load_fleet
 from ems.deploy.broker import configured_max_packet_size, write_broker, write_broker_auth
-from ems.deploy.configs import INFLUX_SECRET, MQTT_SECRET, secret_file, write_central, write_gateway
+from ems.central.audit import create_key_file
+from ems.deploy.configs import AUDIT_KEY, INFLUX_SECRET, MQTT_SECRET, secret_file, write_central, write_gateway
 from ems.deploy.layout import CENTRAL_USER, Folder, Options, prepare_out, secrets_dir, write_text
 from ems.deploy.msgsize import max_packet_size
 from ems.deploy.readme import readme_text
@@ -76,6 +77,16 @@ def _service_secrets(folder: Path, opts: Options, outcome: Outcome) -> Path:
     return mqtt
 
 
+def _audit_key(folder: Path, outcome: Outcome) -> Path:
+    """``folder/secrets/audit.key``: the central audit log's HMAC key, created (random, 0600) if missing.
+    Never replaced: records signed with it verify only with it."""
+    path = folder / AUDIT_KEY
+    secrets_dir(path.parent)
+    if create_key_file(path):
+        outcome.new_secrets.append(path)
+    return path
+
+
 def _warnings(fleet: FleetConfig, folder: Folder, deployed: list[str]) -> list[str]:
     out = []
     for s in fleet.sites:
@@ -107,6 +118,7 @@ def init(out: Path, opts: Options) -> Outcome:
     outcome = Outcome(folder, sites)
     copy_fleet(Path(opts.fleet_source), folder)
     mqtt = {CENTRAL_USER: _service_secrets(folder.central, opts, outcome)}
+    _audit_key(folder.central, outcome)
     write_central(folder, opts)
     for s in fleet.sites:
         mqtt[gateway_username(s.id)] = _service_secrets(folder.gateway(s.id), opts, outcome)

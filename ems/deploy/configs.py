@@ -25,6 +25,11 @@ GATEWAY_FILE = "gateway.yaml"
 CENTRAL_FILE = "central.yaml"
 MQTT_SECRET = "mqtt"
 INFLUX_SECRET = "influx"
+#: The audit log's HMAC key, beside central.yaml (mode 0600): not in the state folder, so a copy of the
+#: audit database (a backup, a stolen disk image of /var/lib) does not carry the key that signs it.
+AUDIT_KEY = "secrets/audit.key"
+#: The audit head log, in the central service's state folder (the only place its unit may write).
+AUDIT_HEAD_LOG = "audit-head.log"
 JMA_FEED = "https://www.data.jma.go.jp/developer/xml/feed/extra.xml"
 CENTRAL_PORT = 8080
 
@@ -112,7 +117,13 @@ mqtt:
 
 {history}
 {jma}
-{market}"""
+{market}
+audit:                            # tamper-evident audit log (ems/central/audit.py)
+  key_file: {AUDIT_KEY}        # HMAC key signing every record; keep it out of backups of {opts.var('ems-central')}
+  head_log: {q(opts.var('ems-central', AUDIT_HEAD_LOG))}
+                                  # one line per record, only ever appended to; after the first start make it
+                                  # append-only for everyone, the service too:  chattr +a <that file>
+"""
 
 
 def write_gateway(folder: Folder, opts: Options, site: str, name: str) -> Path:

@@ -97,8 +97,10 @@ class CentralServer:
         """The service as ``ems central`` builds it (:func:`ems.central.cli.build_service`), from a config
         made here: the run's broker, a local history store, the drill's JMA folder, synthetic day-ahead
         prices for the gateways, and lifetimes on the simulation's clock."""
+        from ems.central.audit import create_key_file
         from ems.central.cli import USERS_DB, build_service
-        from ems.central.config import CentralConfig, CommandSpec, JmaSpec, ListenSpec, MarketSpec, SessionSpec
+        from ems.central.config import (AuditSpec, CentralConfig, CommandSpec, JmaSpec, ListenSpec, MarketSpec,
+                                        SessionSpec)
         from ems.central.history import LocalHistory
         from ems.central.users import UserStore
 
@@ -109,13 +111,17 @@ class CentralServer:
             self._ensure_users(users)
         finally:
             users.close()
+        # The audit log is signed as in production, with a random key made for this data folder (a run's,
+        # or a --state-dir used again); key and head log lie beside the database: a demo, not a vault.
+        create_key_file(data / "audit.key")
         t = self.timing
         cfg = CentralConfig(
             data_dir=str(data), listen=ListenSpec(port=self.port),
             jma=JmaSpec(enabled=self.jma_dir is not None, source=str(self.jma_dir) if self.jma_dir else None),
             sessions=SessionSpec(max_login_failures=5, lockout_s=60),
             commands=CommandSpec(ttl_s=t.command_ttl_s, ack_timeout_s=t.ack_timeout_s),
-            market=MarketSpec(source="synthetic", seed=SIM_PRICE_SEED, check_s=1.0), stale_after_s=t.stale_after_s)
+            market=MarketSpec(source="synthetic", seed=SIM_PRICE_SEED, check_s=1.0), stale_after_s=t.stale_after_s,
+            audit=AuditSpec(key_file=str(data / "audit.key"), head_log=str(data / "audit-head.log")))
         cfg._base_dir = data
         speed = float(getattr(self.clock, "speed", 1.0) or 1.0)
         return build_service(cfg, self.fleet, mqtt_settings=self.mqtt,

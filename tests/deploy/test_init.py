@@ -23,7 +23,9 @@ def _mode(path: Path) -> int:
 
 
 def _secrets(out: Path) -> dict[Path, str]:
-    return {p: p.read_text(encoding="utf-8").strip() for p in sorted(out.rglob("*.password"))}
+    """Every secret file: the passwords and the central audit log's key."""
+    files = sorted([*out.rglob("*.password"), *out.rglob("*.key")])
+    return {p: p.read_text(encoding="utf-8").strip() for p in files}
 
 
 def _passwd_ok(passwd: Path, user: str, password: str) -> bool:
@@ -46,7 +48,9 @@ def test_layout_and_modes(deployment: Deployment):
         assert _mode(g / "secrets") == 0o700
         assert sorted(p.name for p in (g / "secrets").iterdir()) == ["influx.password", "mqtt.password"]
     secrets = _secrets(out)
-    assert len(secrets) == 2 * (len(SITES) + 1)
+    assert len(secrets) == 2 * (len(SITES) + 1) + 1  # + the audit key
+    assert sorted(p.name for p in (out / "central" / "secrets").iterdir()) == ["audit.key", "influx.password",
+                                                                               "mqtt.password"]
     assert all(_mode(p) == 0o600 for p in secrets)
     assert all(len(v) >= 32 for v in secrets.values())
     assert len(set(secrets.values())) == len(secrets)  # every service its own
@@ -84,6 +88,20 @@ def test_central_file_loads_with_the_real_loader(deployment: Deployment):
     assert cfg.jma.enabled
 
 
+def test_central_audit_log_is_signed_with_a_key_outside_the_state_folder(deployment: Deployment, tmp_path):
+    from ems.central.audit import AuditLog, load_key
+
+    cfg = load_central_config(deployment.out / "central" / "central.yaml")
+    key_file, head_log = cfg.path(cfg.audit.key_file), cfg.path(cfg.audit.head_log)
+    assert key_file == deployment.out / "central" / "secrets" / "audit.key" and _mode(key_file) == 0o600
+    assert head_log == deployment.root / "var" / "ems-central" / "audit-head.log"
+    assert cfg.data_path not in key_file.parents
+    log = AuditLog(tmp_path / "audit.sqlite", load_key(key_file), tmp_path / "audit-head.log")
+    log.append("deploy-test", "login", "")
+    assert log.verify().ok and log.verify().head_seq == 1
+    log.close()
+
+
 def test_broker_users_match_the_service_secrets(deployment: Deployment):
     passwd = deployment.out / "broker" / "passwd"
     assert _passwd_ok(passwd, "central", deployment.secret("central", "secrets", "mqtt.password"))
@@ -97,11 +115,11 @@ def test_secrets_are_never_shown(deployment: Deployment):
     secrets = list(_secrets(deployment.out).values())
     shown = deployment.run.out + deployment.run.err
     texts = [p.read_text(encoding="utf-8") for p in deployment.out.rglob("*")
-             if p.is_file() and p.suffix != ".password" and p.name != "passwd"]
+             if p.is_file() and p.suffix not in (".password", ".key") and p.name != "passwd"]
     for s in secrets:
         assert s not in shown
         assert not any(s in t for t in texts)
-    assert "new secrets (mode 0600): 30 files" in deployment.run.out
+    assert "new secrets (mode 0600): 31 files" in deployment.run.out
 
 
 def test_readme_says_what_goes_where(deployment: Deployment):
@@ -118,7 +136,7 @@ def test_second_init_and_add_hall_keep_every_secret(tmp_path):
     opts = test_tree_options(tmp_path, port)
     assert ems("deploy", "init", "--fleet", src, "--out", out, *opts).rc == 0
     before = _secrets(out)
-    assert len(before) == len(SITES) + 1  # no InfluxDB: MQTT secrets only
+    assert len(before) == len(SITES) + 2  # no InfluxDB: MQTT secrets and the audit key only
     gw01 = (out / "gateways" / "hall-01" / "gateway.yaml").read_text(encoding="utf-8")
 
     again = ems("deploy", "init", "--fleet", src, "--out", out)  # options from deploy.yaml

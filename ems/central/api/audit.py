@@ -35,10 +35,11 @@ def records(request: Request, since_seq: int = Query(0, ge=0), limit: int = Quer
                                                                 newest_first=newest_first)]}
 
 
-@router.get("/verify", summary="Check the hash chain of the whole log")
+@router.get("/verify", summary="Check the whole log: hash chain, MACs (with the key) and the head log: what was "
+                             "changed (first bad seq) and what was cut (head log seq against the database's)")
 def verify(request: Request, who: Principal = Depends(require(Permission.VIEW_AUDIT))) -> dict:
-    res = service_of(request).audit.verify()
-    return {"ok": res.ok, "checked": res.checked, "first_bad_seq": res.first_bad_seq, "problem": res.problem}
+    # ok, checked, first_bad_seq, problem; changed_seq, cuts, last_seq, head_seq, signed, unsigned, head_log, notes
+    return service_of(request).audit.verify().to_dict()
 
 
 @router.get("/export.csv", summary="The audit log as CSV (admins)", response_class=Response)
