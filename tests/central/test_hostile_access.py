@@ -4,6 +4,7 @@ X-Forwarded-For, junk in the disaster switch and dispatch, out-of-range query pa
 from __future__ import annotations
 
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -166,3 +167,56 @@ def test_bad_login_limit_settings_name_the_field(tmp_path, text, field):
     with pytest.raises(ConfigError) as err:
         load_central_config(_central(tmp_path, text))
     assert field in str(err.value), str(err.value)
+
+
+# -- item 5: the disaster switch and dispatch take visible reasons and a real true ---------------------
+
+NOW = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
+DISPATCH = {"power_kw": 5, "start": (NOW + timedelta(hours=1)).isoformat(),
+            "end": (NOW + timedelta(hours=2)).isoformat(), "reason": "call 1"}
+SWITCH = {"scope": "sites", "sites": ["hall-02"], "reason": "typhoon warning", "confirm": True}
+JUNK_REASONS = ["   ", "\x00\x00\x00", "\u200b\u200b\u200b", "\u200b \ufeff\u2060\u3000", "\u2028\u2029\u00a0",
+                "abc\x00def", "ok\nreason", "typhoon\x1b[31m", "\u202e\u202d\u200c\u200d", "\t\t\t"]
+
+
+def field_names(r) -> list[str]:
+    assert r.status_code == 422, (r.status_code, r.text)
+    body = r.json()
+    names = [".".join(str(p) for p in d["loc"] if p not in ("body", "query", "path")) for d in body["detail"]]
+    assert all(n in body["message"] for n in names)
+    return names
+
+
+@pytest.mark.parametrize("path", ["/api/disaster/switch", "/api/disaster/return"])
+@pytest.mark.parametrize("reason", JUNK_REASONS)
+def test_switch_reason_must_hold_visible_text(shared_api, shared_env, path, reason):
+    c = shared_api.bearer("mika")
+    assert field_names(c.post(path, json={**SWITCH, "reason": reason})) == ["reason"]
+    assert shared_env.link.commands() == []
+
+
+@pytest.mark.parametrize("path", ["/api/disaster/switch", "/api/disaster/return"])
+@pytest.mark.parametrize("confirm", ["true", "True", 1, "1", "yes", "on", 1.0, [True], {"v": True}])
+def test_switch_confirm_must_be_the_json_boolean_true(shared_api, shared_env, path, confirm):
+    c = shared_api.bearer("mika")
+    assert field_names(c.post(path, json={**SWITCH, "confirm": confirm})) == ["confirm"]
+    assert shared_env.link.commands() == []
+
+
+@pytest.mark.parametrize("path", ["/api/vpp/preview", "/api/vpp/dispatch"])
+@pytest.mark.parametrize("reason", JUNK_REASONS)
+def test_dispatch_reason_must_hold_visible_text(shared_api, shared_env, path, reason):
+    c = shared_api.bearer("otto")
+    assert field_names(c.post(path, json={**DISPATCH, "reason": reason})) == ["reason"]
+    assert shared_env.link.commands() == []
+
+
+def test_visible_reasons_in_any_script_still_switch(api, env):
+    c = api.bearer("mika")
+    for reason in ("台風接近", " \u200b大雨警報 ", "Évacuation"):
+        r = c.post("/api/disaster/switch", json={**SWITCH, "reason": reason})
+        assert r.status_code == 200, r.text
+    reasons = [r.reason for r in env.service.audit.records(action="mode_switch")]
+    assert reasons == ["台風接近", "大雨警報", "Évacuation"]  # trimmed of invisible characters at the ends
+    r = api.bearer("otto").post("/api/vpp/preview", json={**DISPATCH, "reason": ""})  # a preview needs no reason
+    assert r.status_code == 200, r.text

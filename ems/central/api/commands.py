@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, field_validator
 
-from ems.central.api.deps import Principal, field_error, require, service_of
+from ems.central.api.deps import Principal, field_error, require, service_of, visible_text
 from ems.central.dispatch import DispatchRequestError
 from ems.central.roles import Permission
 from ems.central.service import ScopeError
@@ -28,8 +28,14 @@ class ScopeRequest(_Strict):
     scope: Literal["all", "area", "sites"]
     area_code: str | None = Field(None, pattern=r"^\d{6,7}$")
     sites: list[str] | None = Field(None, max_length=1000)
-    reason: str = Field(min_length=3, max_length=500)
-    confirm: bool = Field(description="must be true: the person confirmed the switch")
+    reason: str = Field(min_length=3, max_length=500, description="visible text: why (no control characters)")
+    # Strict: only the JSON boolean true confirms; "true", 1 or "yes" from a careless client are refused.
+    confirm: StrictBool = Field(description="must be the JSON boolean true: the person confirmed the switch")
+
+    @field_validator("reason")
+    @classmethod
+    def _reason(cls, value: str) -> str:
+        return visible_text(value)
 
 
 def _checked_sites(service, body: ScopeRequest) -> list[str]:
@@ -70,7 +76,13 @@ class DispatchRequest(_Strict):
     power_kw: float = Field(ge=-MAX_REQUEST_KW, le=MAX_REQUEST_KW, allow_inf_nan=False)
     start: AwareDatetime
     end: AwareDatetime
-    reason: str = Field(default="", max_length=500)
+    reason: str = Field(default="", max_length=500, description="visible text (required to dispatch), "
+                                                             "e.g. the aggregator's call id")
+
+    @field_validator("reason")
+    @classmethod
+    def _reason(cls, value: str) -> str:
+        return visible_text(value, required=False)
 
 
 def _preview(service, body: DispatchRequest):

@@ -11,6 +11,7 @@ change or a disabled account takes effect at once.
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -99,3 +100,27 @@ def require(permission: Permission) -> Callable[..., Principal]:
 def field_error(field: str, message: str, where: str = "body") -> HTTPException:
     """A 422 in FastAPI's own shape, naming the field."""
     return HTTPException(422, [{"loc": [where, field], "msg": message, "type": "value_error"}])
+
+
+#: Unicode categories that show nothing: controls, format (zero-width, bidi marks), spaces, line/paragraph separators.
+INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp"})
+
+
+def visible_text(value: str, required: bool = True) -> str:
+    """``value`` if it is usable free text (a reason, a note): no control character (NUL, newline, ...,
+    Unicode Cc) and no lone surrogate, and, when ``required`` or not empty, at least one visible
+    character once whitespace and zero-width/format characters (Cc, Cf, Zs, Zl, Zp) are left out.
+    Returned without invisible characters at either end; ValueError saying which rule failed (pydantic
+    names the field)."""
+    for ch in value:
+        category = unicodedata.category(ch)
+        if category == "Cc":
+            raise ValueError(f"must not contain control characters (U+{ord(ch):04X} found)")
+        if category == "Cs":
+            raise ValueError(f"must not contain lone surrogates (U+{ord(ch):04X} found)")
+    visible = [i for i, ch in enumerate(value) if unicodedata.category(ch) not in INVISIBLE_CATEGORIES]
+    if not visible:
+        if required or value:
+            raise ValueError("must hold visible text, not only spaces or invisible (zero-width, format) characters")
+        return value
+    return value[visible[0]:visible[-1] + 1]  # trimmed like str.strip(), zero-width characters included
