@@ -45,12 +45,16 @@ from telemetry.mqtt_client import MqttSettings, make_client, to_json
 from telemetry.mqtt_topics import (QOS_ACK, QOS_ALARM, QOS_COMMAND, QOS_ONLINE, QOS_PLAN, QOS_STATE,
                                    QOS_TELEMETRY, SiteTopics, parse_topic)
 from telemetry.replay import ReplayGuard
+from telemetry.sqlite_recovery import StoreCondition
 
 log = logging.getLogger(__name__)
 
 CommandHandler = Callable[[Command], Any | Awaitable[Any]]
 AuditHandler = Callable[[Command | None, Ack], None]
 MessageHandler = Callable[[str, bytes], None]  # (topic, payload) of a subscribed topic, in paho's thread
+
+#: Alarm code: the command replay database was damaged at start, moved aside and replaced by a fresh one.
+COMMAND_STORE_RECOVERED = "command_store_recovered"
 
 
 def _utcnow() -> datetime:
@@ -60,7 +64,8 @@ def _utcnow() -> datetime:
 class EdgeMqtt:
     """MQTT endpoint of one site's gateway (see the module docstring).
 
-    state_dir: folder for the replay database (``commands-<site>.sqlite``);
+    state_dir: folder for the replay database (``commands-<site>.sqlite``; a
+    damaged one is moved aside and replaced, see :meth:`alarm_conditions`);
     handler_timeout_s [s]: an async command handler slower than this is
     acked as failed; clock: current UTC time (tests move it).
     """
@@ -74,7 +79,8 @@ class EdgeMqtt:
         self.handler_timeout_s = handler_timeout_s
         self.max_lifetime, self.max_skew = max_lifetime, max_skew
         self._clock = clock
-        self.replay = ReplayGuard(Path(state_dir) / f"commands-{site}.sqlite")
+        self.replay = ReplayGuard(Path(state_dir) / f"commands-{site}.sqlite", now=clock)
+        self._recovery_alarm = self.replay.recovery is not None
         self.counts: Counter[str] = Counter()  # accepted, refused, failed, ok, telemetry_skipped, connects
         self._handler: CommandHandler | None = None
         self._audit: AuditHandler | None = None
@@ -166,6 +172,25 @@ class EdgeMqtt:
     async def aclose(self, timeout_s: float = 5.0) -> None:
         """:meth:`stop` without blocking the event loop."""
         await asyncio.to_thread(self.stop, timeout_s)
+
+    # -- alarms ----------------------------------------------------------------------------
+    def alarm_conditions(self) -> list[StoreCondition]:
+        """The command path's conditions for the site's alarms, as telemetry-level tuples
+        (code, active, severity 'warning'|'critical', message); inactive ones clear the alarm.
+
+        ``command_store_recovered`` (warning): the replay database was damaged at
+        start and replaced (ids that could not be salvaged could be replayed until
+        their command expires); active until :meth:`clear_recovery_alarm` or the
+        next start.
+        """
+        r = self.replay.recovery
+        recovered = (r.describe("command replay store") + "; commands received before could be replayed "
+                     "until they expire") if r else ""
+        return [StoreCondition(COMMAND_STORE_RECOVERED, self._recovery_alarm, "warning", recovered)]
+
+    def clear_recovery_alarm(self) -> None:
+        """The operator saw the recovery alarm (the damaged copy stays on disk)."""
+        self._recovery_alarm = False
 
     # -- publishing ----------------------------------------------------------------------
     def publish_state(self, state: Mapping[str, Any]) -> None:

@@ -13,6 +13,17 @@ The ack sent for a command is stored with its id, so a QoS 1 redelivery of
 the same message (DUP flag, after a broken connection) can be answered with
 the original ack instead of a confusing "replayed" refusal.  Either way the
 command is not executed again.
+
+A damaged file (not a database, failing ``PRAGMA quick_check``, another
+layout) does not stop the gateway: it is moved aside as
+``<name>.corrupt-<UTC time>`` (see :mod:`telemetry.sqlite_recovery`), the
+ids still readable in it are copied into a fresh store (so they stay
+refused), and :attr:`ReplayGuard.recovery` says so for the site's alarm.
+Ids that could not be read are forgotten: a captured copy of such a command
+could be replayed until it expires.
+
+A store that cannot record (a full disk, an I/O error) raises
+:class:`ReplayStoreError`: the command must then be refused, not executed.
 """
 
 from __future__ import annotations
@@ -21,8 +32,10 @@ import sqlite3
 import threading
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
 
 from telemetry.commands import Command, CommandRefused
+from telemetry.sqlite_recovery import Recovery, check_columns, open_store, read_damaged
 
 PURGE_MARGIN_S = 3600.0
 
@@ -36,18 +49,55 @@ CREATE TABLE IF NOT EXISTS seen (
 );
 CREATE INDEX IF NOT EXISTS seen_expiry ON seen (expires_at);
 """
+_COLUMNS = {"seen": "id, expires_at, received_at, issued_by, ack"}
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _prepare(db: sqlite3.Connection) -> None:
+    check_columns(db, _COLUMNS)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL")  # a power cut must not forget an accepted id
+    db.executescript(_SCHEMA)
+
+
+def _salvage(damaged: Path, db: sqlite3.Connection) -> int:
+    """Copy the seen ids still readable in a damaged file, so they stay refused."""
+    rows = [r for r in read_damaged(damaged, f"SELECT {_COLUMNS['seen']} FROM seen")
+            if isinstance(r[0], str) and 0 < len(r[0]) <= 64 and isinstance(r[1], (int, float))
+            and isinstance(r[2], (int, float)) and isinstance(r[3], str) and (r[4] is None or isinstance(r[4], str))]
+    if rows:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.executemany("INSERT OR IGNORE INTO seen (id, expires_at, received_at, issued_by, ack) "
+                           "VALUES (?, ?, ?, ?, ?)", rows)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+    return len(rows)
+
+
+class ReplayStoreError(Exception):
+    """The replay store cannot record a command id (full disk, I/O error): refuse the command."""
 
 
 class ReplayGuard:
-    """Seen command ids of one site, in ``path`` (SQLite, WAL, synchronous FULL)."""
+    """Seen command ids of one site, in ``path`` (SQLite, WAL, synchronous FULL).
 
-    def __init__(self, path: str | Path, purge_every: int = 100):
+    now: UTC time for the name of a damaged file moved aside; recovery: set
+    when the file was damaged at start (see the module docstring).  Raises
+    sqlite3.Error or OSError when the store cannot be opened for another
+    reason (locked, no permission).
+    """
+
+    def __init__(self, path: str | Path, purge_every: int = 100, now: Callable[[], datetime] = _utcnow):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")  # a power cut must not forget an accepted id
-        self._db.executescript(_SCHEMA)
+        self.recovery: Recovery | None
+        self._db, _, self.recovery = open_store(self.path, _prepare, what="command replay store", now=now,
+                                                salvage=_salvage)
         self._lock = threading.Lock()
         self._purge_every = purge_every
         self._since_purge = 0

@@ -118,7 +118,7 @@ def _open_checked(path: Path, prepare: Callable[[sqlite3.Connection], T],
                 raise _Damaged(str(exc), db) from exc
             raise
         if rows != [("ok",)]:
-            found = "; ".join(str(r[0]) for r in rows[:3])
+            found = "; ".join(" ".join(str(r[0]).split()) for r in rows[:3])
             raise _Damaged(f"quick_check: {found}"[:300], db)
         try:
             result = prepare(db)

@@ -4,12 +4,16 @@ condition and loses nothing else; problems that are not damage (a locked file) a
 from __future__ import annotations
 
 import sqlite3
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
+from telemetry.commands import Command, CommandRefused, SetpointPayload
+from telemetry.edge_mqtt import COMMAND_STORE_RECOVERED, EdgeMqtt
+from telemetry.mqtt_client import MqttSettings
 from telemetry.outbox import STORE_RECOVERED, Outbox, OutboxError
+from telemetry.replay import ReplayGuard
 from telemetry.sqlite_recovery import open_store
 
 T0 = 1_751_328_000.0  # 2025-07-01T00:00:00Z
@@ -131,3 +135,84 @@ def test_an_outbox_that_cannot_be_opened_at_all_still_says_so(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(OutboxError, match="cannot open outbox"):
         Outbox(tmp_path / "file" / "outbox.sqlite")
+
+
+# -- the command replay store -----------------------------------------------------------------
+
+NOW = datetime(2025, 7, 1, tzinfo=timezone.utc)
+
+
+def cmd(command_id: str) -> Command:
+    payload = SetpointPayload(power_w=100)
+    return Command(command_id, "hall-01", "op", NOW, NOW + timedelta(hours=1), "setpoint", payload, NOW)
+
+
+def seen_store(path: Path, n: int) -> None:
+    ReplayGuard(path, now=lambda: NOW).close()  # its schema
+    db = sqlite3.connect(path)
+    t = NOW.timestamp()
+    db.executemany("INSERT INTO seen (id, expires_at, received_at, issued_by) VALUES (?, ?, ?, 'op')",
+                   [(f"c-{i:05d}", t + 3600, t) for i in range(n)])
+    db.commit()
+    db.close()
+
+
+def damage_last_page(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[-4096:] = b"\xa5" * 4096
+    path.write_bytes(bytes(data))
+
+
+def wrong_replay_schema(path: Path) -> None:
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE seen (id TEXT PRIMARY KEY, at REAL)")
+    db.commit()
+    db.close()
+
+
+@pytest.mark.parametrize("damage", [garbage, wrong_replay_schema])
+def test_damaged_replay_store_is_moved_aside_and_commands_are_recorded_again(tmp_path, damage):
+    path = tmp_path / "commands-hall-01.sqlite"
+    damage(path)
+    before = path.read_bytes()
+    guard = ReplayGuard(path, now=lambda: NOW)
+    try:
+        assert guard.recovery is not None and guard.recovery.moved_to.name == f"{path.name}.corrupt-{STAMP}"
+        assert guard.recovery.moved_to.read_bytes() == before
+        guard.record(cmd("c-new"))
+        with pytest.raises(CommandRefused, match="replayed"):
+            guard.record(cmd("c-new"))
+    finally:
+        guard.close()
+    again = ReplayGuard(path, now=lambda: NOW)
+    assert again.recovery is None and again.seen("c-new")
+    again.close()
+
+
+def test_ids_still_readable_in_a_damaged_replay_store_stay_refused(tmp_path):
+    path = tmp_path / "commands-hall-01.sqlite"
+    seen_store(path, 3000)
+    damage_last_page(path)
+    guard = ReplayGuard(path, now=lambda: NOW)
+    try:
+        r = guard.recovery
+        assert r is not None and "quick_check" in r.problem and "\n" not in r.problem and 1000 < r.salvaged <= 3000
+        assert f"{r.salvaged} record(s) salvaged" in r.describe("command replay store")
+        assert len(guard) == r.salvaged
+        with pytest.raises(CommandRefused, match="replayed"):
+            guard.record(cmd("c-00000"))
+    finally:
+        guard.close()
+
+
+def test_edge_reports_a_recovered_replay_store_as_an_alarm_condition(tmp_path):
+    garbage(tmp_path / "commands-hall-01.sqlite")
+    edge = EdgeMqtt("hall-01", MqttSettings("127.0.0.1", 1), tmp_path, clock=lambda: NOW)  # never connected
+    try:
+        (cond,) = [c for c in edge.alarm_conditions() if c.code == COMMAND_STORE_RECOVERED]
+        assert cond.active and cond.severity == "warning"
+        assert f"commands-hall-01.sqlite.corrupt-{STAMP}" in cond.message and "replayed" in cond.message
+        edge.clear_recovery_alarm()
+        assert not any(c.active for c in edge.alarm_conditions())
+    finally:
+        edge.replay.close()
