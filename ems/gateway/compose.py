@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from ems.config import FleetConfig, SiteConfig, load_fleet
+from ems.gateway.alarms import AlarmCondition, Severity
 from ems.gateway.config import GatewayConfig, PlannerSection, PricesSection, WeatherSection
 from ems.gateway.daemon import Clock, EdgeDaemon
 from ems.gateway.link import EdgeLink
@@ -110,6 +111,19 @@ def wiring_from_config(cfg: GatewayConfig, fleet: FleetConfig | None = None,
     )
 
 
+class StoreAlarms:
+    """An alarm source of the daemon from a telemetry-level store (Outbox, EdgeMqtt), whose
+    ``alarm_conditions()`` gives (code, active, 'warning'|'critical', message) tuples: telemetry/ may not
+    import the gateway's alarm types."""
+
+    def __init__(self, store: Any):
+        self.store = store
+
+    def alarm_conditions(self) -> list[AlarmCondition]:
+        return [AlarmCondition(code, active, Severity(severity), message)
+                for code, active, severity, message in self.store.alarm_conditions()]
+
+
 class Gateway:
     """One hall's gateway: daemon, plan, inputs, uplink and telemetry (see the module docstring).
 
@@ -148,6 +162,11 @@ class Gateway:
                 self.edge.subscribe(topics, self.inputs.on_message)
         self.link = EdgeLink(self.daemon, mqtt=self.edge, outbox=self.outbox, telemetry_every=w.telemetry_every,
                              state_every=w.state_every, inputs=self.inputs)
+        # The stores' own conditions (a damaged file replaced at start, a command that could not be recorded)
+        # become the site's alarms.
+        self.daemon.add_alarm_source(StoreAlarms(self.outbox))
+        if self.edge is not None:
+            self.daemon.add_alarm_source(StoreAlarms(self.edge))
         self.shipper = None
         if w.writer is not None:
             from telemetry.shipper import InfluxShipper

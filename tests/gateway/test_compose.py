@@ -92,3 +92,37 @@ async def test_uplink_and_influx_down_the_hall_is_still_controlled_and_catches_u
         await sim.stop()
         broker.stop()
         influx.stop()
+
+
+async def test_a_damaged_outbox_is_replaced_and_the_site_shows_the_alarm(tmp_path):
+    """A garbage outbox.sqlite does not stop the gateway: the file goes aside, a fresh outbox takes the
+    telemetry, and the site's alarms (what the dashboard shows) name it."""
+    from telemetry.outbox import STORE_RECOVERED
+
+    site = fast_site("hall-03")
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "outbox.sqlite").write_bytes(b"this is not a database" * 100)
+    fleet = load_fleet(ROOT / "config" / "fleet.yaml")
+    wiring = GatewayWiring(site=site, slot_minutes=30, jepx_area=fleet.fleet.jepx_area, state_dir=state,
+                           maps_dir=ROOT / "config" / "devicemaps", prices=PricesSection(source="tariff"),
+                           weather=WeatherSection(source="typical"), planner=PlannerSection(optimizer=False))
+    clock = WallClock()
+    sim = HallSimulator(site, clock)
+    await sim.start()
+    gateway = Gateway(wiring, clock)
+    stop = asyncio.Event()
+    await gateway.start()
+    task = asyncio.create_task(gateway.run(stop))
+    try:
+        await wait_for(lambda: gateway.daemon.status is not None
+                       and any(a.code == STORE_RECOVERED for a in gateway.daemon.status.alarms), 20,
+                       "the recovered-store alarm at the site")
+        assert list(state.glob("outbox.sqlite.corrupt-*")), list(state.iterdir())
+        await wait_for(lambda: len(gateway.outbox) > 10, 20, "telemetry in the fresh outbox")
+    finally:
+        stop.set()
+        await task
+        await gateway.stop()
+        gateway.close()
+        await sim.stop()
