@@ -7,6 +7,7 @@ reported as ``<file>: <field path>: <message>`` (see
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from pathlib import Path
 from typing import Annotated, Literal
@@ -249,12 +250,19 @@ class FleetConfig(StrictModel):
                     if key in endpoints:
                         problems.append(f"{where}: {key[0]}:{key[1]} unit {key[2]} already used by {endpoints[key]}")
                     endpoints.setdefault(key, where)
+        fleet_problems: list[str] = []
         try:
             from zoneinfo import ZoneInfo
 
             ZoneInfo(self.fleet.timezone)
         except Exception:
-            problems.insert(0, f"fleet.timezone: unknown timezone {self.fleet.timezone!r}")
+            fleet_problems.append(f"fleet.timezone: unknown timezone {self.fleet.timezone!r}")
+        config_path = (info.context or {}).get("path")
+        if config_path is not None:  # loaded from a file: its state folder is resolved from it
+            problem = state_dir_problem(resolve_state_dir(config_path, self.fleet.state_dir), writable=False)
+            if problem:
+                fleet_problems.append(f"fleet.state_dir: {problem}")
+        problems = fleet_problems + problems
         if problems:
             # Raised as one ValueError per fleet; the loader splits the lines again.
             raise ValueError("\n".join(problems))
@@ -314,9 +322,49 @@ def device_problems(path: Path, fleet: FleetConfig) -> list[str]:
     return lines
 
 
-def state_dir_for(config_path: str | Path, fleet: FleetConfig) -> Path:
-    """Folder where daemons persist mode and outbox for this fleet file."""
-    p = Path(fleet.fleet.state_dir)
+def resolve_state_dir(config_path: str | Path, state_dir: str | Path) -> Path:
+    """``state_dir`` as written in the fleet file: absolute, or relative to the file's folder's parent."""
+    p = Path(state_dir)
     if p.is_absolute():
         return p
     return Path(config_path).resolve().parent.parent / p
+
+
+def state_dir_problem(folder: Path, *, writable: bool = True) -> str | None:
+    """Why a daemon could not keep its mode in ``folder`` (None when it can).
+
+    The folder, or the nearest part of its path that exists, is a file; or
+    (``writable``) the folder, or its nearest existing parent where the
+    daemon would create it, is not writable by this process.
+    """
+    if folder.exists() and not folder.is_dir():
+        return f"{folder} exists and is not a folder: the daemons would have nowhere to save their mode"
+    existing = folder
+    while not existing.exists():
+        if existing.is_symlink():
+            return f"{existing} is a broken link: cannot create {folder}"
+        if existing.parent == existing:
+            break
+        existing = existing.parent
+    if existing != folder and not existing.is_dir():
+        return f"{existing} is not a folder: cannot create {folder}"
+    if writable and not os.access(existing, os.W_OK | os.X_OK):
+        return f"{folder} is not writable" if existing == folder else \
+            f"cannot create {folder}: {existing} is not writable"
+    return None
+
+
+def state_dir_for(config_path: str | Path, fleet: FleetConfig) -> Path:
+    """Folder where daemons persist mode and outbox for this fleet file.
+
+    Raises ConfigError naming ``fleet.state_dir`` when this process could not
+    use it (``ems run --config fleet.yaml --site ...``).  Loading the fleet
+    refuses only a state_dir that is a file: deployed gateways and the
+    central service read the fleet file from a read-only /etc/ems and keep
+    their state where their own files say.
+    """
+    folder = resolve_state_dir(config_path, fleet.fleet.state_dir)
+    problem = state_dir_problem(folder)
+    if problem:
+        raise ConfigError([f"{config_path}: fleet.state_dir: {problem}"])
+    return folder

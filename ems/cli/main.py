@@ -27,9 +27,10 @@ def _add_config(p: argparse.ArgumentParser) -> None:
 
 
 def _cmd_check_config(args: argparse.Namespace) -> int:
-    from ems.config import load_fleet
+    from ems.config import load_fleet, state_dir_for
 
-    fleet = load_fleet(args.config)
+    fleet = load_fleet(args.config)  # the file, its maps and every device built as `ems run` builds it
+    state_dir_for(args.config, fleet)  # where `ems run --site` would keep its mode
     print(f"{args.config}: OK, {len(fleet.sites)} sites, "
           f"{sum(len(s.devices) for s in fleet.sites)} devices")
     return EXIT_OK

@@ -182,9 +182,14 @@ def load_gateway_config(path: str | Path) -> GatewayConfig:
 
 def _check_references(cfg: GatewayConfig, source: str) -> list[str]:
     """Files and secrets the gateway file names that cannot be read, as ``file: field: message`` lines."""
+    from ems.config import state_dir_problem
+
     problems: list[str] = []
     if not cfg.fleet_path.is_file():
         problems.append(f"{source}: fleet: no such file {cfg.fleet_path}")
+    state_problem = state_dir_problem(cfg.state_path)
+    if state_problem:
+        problems.append(f"{source}: state_dir: {state_problem}")
     checks: list[tuple[str, object, str]] = []
     if cfg.uplink is not None:
         checks.append(("uplink", cfg.uplink, "password"))

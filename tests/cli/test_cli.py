@@ -141,7 +141,17 @@ def _map_of_another_nature(path: Path) -> str:
     return rf"{re.escape(str(path))}: sites\[0\]\.devices\[0\]\.map: 'sdm630' is a meter map"
 
 
+def _state_dir_is_a_file(path: Path) -> str:
+    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    taken = path.parent / "state.txt"
+    taken.write_text("a file", encoding="utf-8")
+    doc["fleet"]["state_dir"] = str(taken)
+    path.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
+    return rf"{re.escape(str(path))}: fleet\.state_dir: {re.escape(str(taken))} exists and is not a folder"
+
+
 HOSTILE = {
+    "state_dir is a file": _state_dir_is_a_file,
     "100,000 nested lists": _deep_fleet,
     "map with overlapping points": _overlapping_map,
     "map of another nature": _map_of_another_nature,

@@ -146,3 +146,123 @@ def test_two_devices_on_one_serial_line_with_different_speeds_are_refused(cfg_di
     found = problems(path)
     assert len(found) == 1 and found[0].startswith(
         f"{path}: sites[0].devices[1].transport.baudrate: 19200 differs from devices[0]"), found
+
+
+# -- item 12: a state folder the daemon cannot use ----------------------------------------
+
+def fleet_state_dir(value: str):
+    return lambda d: d["fleet"].update(state_dir=value)
+
+
+@pytest.fixture
+def not_writable(monkeypatch):
+    """Folders made read-only (mode 0555) really are, even for root, who writes anywhere.
+
+    Root passes every os.access check, and the tests run as root in CI; so
+    os.access here answers from the mode bits as it would for the daemon's
+    own (non-root) user.  Returns the function that locks a folder.
+    """
+    import os
+    import stat
+
+    real_access = os.access
+
+    def access(path, mode, *a, **kw):
+        if mode & os.W_OK and os.path.isdir(path) and not os.stat(path).st_mode & stat.S_IWUSR:
+            return False
+        return real_access(path, mode, *a, **kw)
+
+    monkeypatch.setattr(os, "access", access)
+
+    def lock(folder: Path) -> Path:
+        folder.mkdir(parents=True, exist_ok=True)
+        folder.chmod(0o555)
+        return folder
+
+    yield lock
+
+
+def test_a_fleet_state_dir_that_is_a_file_is_refused_at_load(cfg_dir):
+    taken = cfg_dir / "state.txt"
+    taken.write_text("not a folder")
+    path = write(cfg_dir, fleet_state_dir(str(taken)))
+    assert problems(path) == [f"{path}: fleet.state_dir: {taken} exists and is not a folder: "
+                              "the daemons would have nowhere to save their mode"]
+
+
+def test_a_relative_fleet_state_dir_is_resolved_like_state_dir_for(cfg_dir):
+    (cfg_dir.parent / "var").write_text("a file where the state folder's parent should be")
+    path = write(cfg_dir, fleet_state_dir("var/state"))
+    assert problems(path) == [f"{path}: fleet.state_dir: {cfg_dir.parent / 'var'} is not a folder: "
+                              f"cannot create {cfg_dir.parent / 'var' / 'state'}"]
+
+
+def test_a_fleet_state_dir_under_an_unwritable_folder_is_refused_where_it_is_used(cfg_dir, not_writable):
+    from ems.config import state_dir_for
+
+    locked = not_writable(cfg_dir.parent / "locked")
+    path = write(cfg_dir, fleet_state_dir(str(locked / "state")))
+    # Loading stays possible: deployed gateways and the central service read this fleet file from a
+    # read-only /etc/ems and never use its state_dir (each gateway file has its own).
+    fleet = load_fleet(path)
+    with pytest.raises(ConfigError) as info:
+        state_dir_for(path, fleet)  # `ems run --config fleet.yaml --site ...` saves its mode there
+    assert info.value.problems == [f"{path}: fleet.state_dir: cannot create {locked / 'state'}: "
+                                   f"{locked} is not writable"]
+
+
+def test_check_config_refuses_a_fleet_state_dir_it_could_not_create(cfg_dir, not_writable, capsys):
+    from ems.cli.main import main
+
+    locked = not_writable(cfg_dir.parent / "locked")
+    path = write(cfg_dir, fleet_state_dir(str(locked / "state")))
+    assert main(["check-config", "--config", str(path)]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"error: {path}: fleet.state_dir: cannot create {locked / 'state'}: {locked} is not writable"]
+
+
+def test_an_existing_writable_state_dir_is_fine(cfg_dir, not_writable):
+    from ems.config import state_dir_for
+
+    state = cfg_dir.parent / "state"
+    state.mkdir()
+    path = write(cfg_dir, fleet_state_dir(str(state)))
+    assert state_dir_for(path, load_fleet(path)) == state
+
+
+def gateway_file(tmp_path: Path, state_dir: Path) -> Path:
+    path = tmp_path / "gateway.yaml"
+    path.write_text(f"fleet: {REPO / 'config' / 'fleet.yaml'}\nsite: hall-01\nstate_dir: {state_dir}\n")
+    return path
+
+
+def test_a_gateway_state_dir_that_is_a_file_is_refused(tmp_path):
+    from ems.gateway.config import load_gateway_config
+
+    taken = tmp_path / "state"
+    taken.write_text("")
+    path = gateway_file(tmp_path, taken)
+    with pytest.raises(ConfigError) as info:
+        load_gateway_config(path)
+    assert info.value.problems == [f"{path}: state_dir: {taken} exists and is not a folder: "
+                                   "the daemons would have nowhere to save their mode"]
+
+
+def test_a_gateway_state_dir_under_an_unwritable_folder_is_refused(tmp_path, not_writable):
+    from ems.gateway.config import load_gateway_config
+
+    locked = not_writable(tmp_path / "locked")
+    path = gateway_file(tmp_path, locked / "hall-01")
+    with pytest.raises(ConfigError) as info:
+        load_gateway_config(path)
+    assert info.value.problems == [f"{path}: state_dir: cannot create {locked / 'hall-01'}: {locked} is not writable"]
+
+
+def test_a_gateway_state_dir_that_is_itself_unwritable_is_refused(tmp_path, not_writable):
+    from ems.gateway.config import load_gateway_config
+
+    locked = not_writable(tmp_path / "state")
+    path = gateway_file(tmp_path, locked)
+    with pytest.raises(ConfigError) as info:
+        load_gateway_config(path)
+    assert info.value.problems == [f"{path}: state_dir: {locked} is not writable"]
