@@ -220,3 +220,38 @@ def test_visible_reasons_in_any_script_still_switch(api, env):
     assert reasons == ["台風接近", "大雨警報", "Évacuation"]  # trimmed of invisible characters at the ends
     r = api.bearer("otto").post("/api/vpp/preview", json={**DISPATCH, "reason": ""})  # a preview needs no reason
     assert r.status_code == 200, r.text
+
+
+# -- item 9: out-of-range query parameters are 422 naming the field, never 500 -------------------------
+
+@pytest.mark.parametrize("url, field", [
+    ("/api/audit?since_seq=9223372036854775808", "since_seq"),
+    ("/api/audit?since_seq=" + "9" * 40, "since_seq"),
+    ("/api/sites/hall-01/history?start=0001-01-01T00:00:00%2B09:00", "start"),
+    ("/api/sites/hall-01/history?end=0001-01-01T00:30:00%2B09:00&range=1h", "end"),
+    ("/api/sites/hall-01/history?end=9999-12-31T23:59:59-09:00", "end"),
+    ("/api/sites/hall-01/history?start=9999-12-31T20:00:00-09:00&end=2025-01-01T00:00:00Z", "start"),
+    ("/api/sites/hall-01/history?start=0001-01-01T00:00:00Z&end=0001-01-02T00:00:00Z", "end"),
+    ("/api/sites/hall-01/history?start=1999-12-31T00:00:00Z&end=2000-01-01T00:00:00Z", "start"),
+])
+def test_out_of_range_query_parameters_are_422(shared_api, url, field):
+    c = TestClient(shared_api.app, raise_server_exceptions=False)
+    c.headers["Authorization"] = shared_api.bearer("ada").headers["Authorization"]
+    assert field_names(c.get(url)) == [field]
+
+
+def test_huge_path_ids_are_422(shared_api):
+    c = TestClient(shared_api.app, raise_server_exceptions=False)
+    c.headers["Authorization"] = shared_api.bearer("mika").headers["Authorization"]
+    assert field_names(c.post("/api/jma/suggestions/" + "9" * 30 + "/dismiss")) == ["suggestion_id"]
+
+
+@pytest.mark.parametrize("path", ["/api/vpp/preview", "/api/vpp/dispatch"])
+@pytest.mark.parametrize("start, end", [("9999-12-31T22:00:00-09:00", "9999-12-31T23:00:00-09:00"),
+                                        ("9999-12-31T22:00:00Z", "9999-12-31T23:00:00Z"),
+                                        ("2101-01-01T00:00:00Z", "2101-01-01T01:00:00Z")])
+def test_dispatch_in_year_9999_is_refused(shared_api, shared_env, path, start, end):
+    c = TestClient(shared_api.app, raise_server_exceptions=False)
+    c.headers["Authorization"] = shared_api.bearer("otto").headers["Authorization"]
+    assert field_names(c.post(path, json={**DISPATCH, "start": start, "end": end})) == ["start", "end"]
+    assert shared_env.link.commands() == []

@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
-from ems.central.api.deps import Principal, require, service_of
+from ems.central.api.deps import SQLITE_INT_MAX, Principal, require, service_of
 from ems.central.roles import Permission
 
 router = APIRouter(prefix="/api/audit", tags=["audit"])
@@ -25,7 +25,7 @@ def record_dict(rec: Any) -> dict[str, Any]:
 
 @router.get("", summary="Audit records after since_seq, oldest first (or newest first); filter by action, "
                         "target and actor")
-def records(request: Request, since_seq: int = Query(0, ge=0), limit: int = Query(200, ge=1, le=5000),
+def records(request: Request, since_seq: int = Query(0, ge=0, le=SQLITE_INT_MAX), limit: int = Query(200, ge=1, le=5000),
             newest_first: bool = False, actor: str | None = Query(None, max_length=200),
             action: str | None = Query(None, max_length=64), target: str | None = Query(None, max_length=200),
             _: Principal = Depends(require(Permission.VIEW_AUDIT))) -> dict:

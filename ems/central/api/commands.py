@@ -7,7 +7,7 @@ from typing import Literal
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, field_validator
 
-from ems.central.api.deps import Principal, field_error, require, service_of, visible_text
+from ems.central.api.deps import Principal, field_error, require, sane_time, service_of, visible_text
 from ems.central.dispatch import DispatchRequestError
 from ems.central.roles import Permission
 from ems.central.service import ScopeError
@@ -76,6 +76,11 @@ class DispatchRequest(_Strict):
     power_kw: float = Field(ge=-MAX_REQUEST_KW, le=MAX_REQUEST_KW, allow_inf_nan=False)
     start: AwareDatetime
     end: AwareDatetime
+
+    @field_validator("start", "end")
+    @classmethod
+    def _sane(cls, value):
+        return sane_time(value)  # before any arithmetic: year 9999 with an offset overflows
     reason: str = Field(default="", max_length=500, description="visible text (required to dispatch), "
                                                              "e.g. the aggregator's call id")
 

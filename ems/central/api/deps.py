@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import unicodedata
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Callable
 
 from fastapi import Depends, HTTPException, Request
@@ -100,6 +101,21 @@ def require(permission: Permission) -> Callable[..., Principal]:
 def field_error(field: str, message: str, where: str = "body") -> HTTPException:
     """A 422 in FastAPI's own shape, naming the field."""
     return HTTPException(422, [{"loc": [where, field], "msg": message, "type": "value_error"}])
+
+
+#: Largest integer SQLite stores (signed 64 bit): integer query and path parameters stay within it.
+SQLITE_INT_MAX = 2**63 - 1
+#: Years an API time may name: far enough for any history or dispatch, and arithmetic on it
+#: (time zones, ranges, slots) cannot leave datetime's years 1..9999.
+EARLIEST_YEAR, LATEST_YEAR = 2000, 2100
+
+
+def sane_time(t: datetime) -> datetime:
+    """``t`` if its year (as written, before any conversion) is within EARLIEST_YEAR..LATEST_YEAR,
+    else ValueError: year 1 or 9999 with an offset would overflow on conversion to UTC."""
+    if not EARLIEST_YEAR <= t.year <= LATEST_YEAR:
+        raise ValueError(f"must be within the years {EARLIEST_YEAR}..{LATEST_YEAR}")
+    return t
 
 
 #: Unicode categories that show nothing: controls, format (zero-width, bidi marks), spaces, line/paragraph separators.

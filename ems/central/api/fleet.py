@@ -7,7 +7,7 @@ from typing import Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 
-from ems.central.api.deps import Principal, field_error, require, service_of
+from ems.central.api.deps import Principal, field_error, require, sane_time, service_of
 from ems.central.history import HistoryError
 from ems.central.roles import Permission
 
@@ -54,6 +54,10 @@ def _time(value: str | None, name: str) -> datetime | None:
         raise field_error(name, "not an ISO 8601 time", "query") from None
     if t.tzinfo is None:
         raise field_error(name, "must carry a UTC offset, e.g. 2025-07-01T09:00:00+09:00", "query")
+    try:
+        sane_time(t)  # before any arithmetic: year 1 or 9999 with an offset overflows
+    except ValueError as exc:
+        raise field_error(name, str(exc), "query") from None
     return t.astimezone(timezone.utc)
 
 

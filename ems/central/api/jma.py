@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Request
 
-from ems.central.api.deps import Principal, require, service_of
+from ems.central.api.deps import SQLITE_INT_MAX, Principal, require, service_of
 from ems.central.roles import Permission
 
 router = APIRouter(prefix="/api/jma", tags=["jma"])
@@ -21,7 +21,7 @@ def suggestions(request: Request, _: Principal = Depends(require(Permission.VIEW
 
 
 @router.post("/suggestions/{suggestion_id}/dismiss", summary="Mark a suggestion as seen (does not switch anything)")
-def dismiss(suggestion_id: int, request: Request, who: Principal = Depends(require(Permission.RETURN_TO_VPP))) -> dict:
+def dismiss(request: Request, suggestion_id: int = Path(ge=0, le=SQLITE_INT_MAX), who: Principal = Depends(require(Permission.RETURN_TO_VPP))) -> dict:
     try:
         return service_of(request).dismiss_suggestion(suggestion_id, who.username).to_dict()
     except KeyError:
