@@ -178,7 +178,8 @@ def parse_command(raw: bytes | str, site: str, topic_kind: str | None, now: date
 
 class Ack(_Strict):
     """The site's answer: status ok (accepted, ``outcome`` from the handler), refused (with ``code``
-    and ``error``) or failed (the handler raised; ``error``)."""
+    and ``error``) or failed (``error``: the handler raised, or the site could not take the command,
+    e.g. code ``storage_failed`` when it could not be recorded; it was not executed)."""
 
     command_id: str | None
     site: str

@@ -44,7 +44,7 @@ from telemetry.commands import (MAX_CLOCK_SKEW, MAX_LIFETIME, Ack, Command, Comm
 from telemetry.mqtt_client import MqttSettings, make_client, to_json
 from telemetry.mqtt_topics import (QOS_ACK, QOS_ALARM, QOS_COMMAND, QOS_ONLINE, QOS_PLAN, QOS_STATE,
                                    QOS_TELEMETRY, SiteTopics, parse_topic)
-from telemetry.replay import ReplayGuard
+from telemetry.replay import ReplayGuard, ReplayStoreError
 from telemetry.sqlite_recovery import StoreCondition
 
 log = logging.getLogger(__name__)
@@ -55,6 +55,8 @@ MessageHandler = Callable[[str, bytes], None]  # (topic, payload) of a subscribe
 
 #: Alarm code: the command replay database was damaged at start, moved aside and replaced by a fresh one.
 COMMAND_STORE_RECOVERED = "command_store_recovered"
+#: Alarm code: the latest command could not be recorded in the replay database (full disk, I/O error).
+COMMAND_STORE_FAILED = "command_store_failed"
 
 
 def _utcnow() -> datetime:
@@ -81,6 +83,7 @@ class EdgeMqtt:
         self._clock = clock
         self.replay = ReplayGuard(Path(state_dir) / f"commands-{site}.sqlite", now=clock)
         self._recovery_alarm = self.replay.recovery is not None
+        self._store_failure: str | None = None  # why the latest command could not be recorded
         self.counts: Counter[str] = Counter()  # accepted, refused, failed, ok, telemetry_skipped, connects
         self._handler: CommandHandler | None = None
         self._audit: AuditHandler | None = None
@@ -181,12 +184,18 @@ class EdgeMqtt:
         ``command_store_recovered`` (warning): the replay database was damaged at
         start and replaced (ids that could not be salvaged could be replayed until
         their command expires); active until :meth:`clear_recovery_alarm` or the
-        next start.
+        next start.  ``command_store_failed`` (critical): the latest command could
+        not be recorded (full disk, I/O error), so it was refused with an ack of
+        code ``storage_failed``; clears when a command is recorded again.
         """
         r = self.replay.recovery
         recovered = (r.describe("command replay store") + "; commands received before could be replayed "
                      "until they expire") if r else ""
-        return [StoreCondition(COMMAND_STORE_RECOVERED, self._recovery_alarm, "warning", recovered)]
+        failure = self._store_failure
+        failed = (f"command replay store {self.replay.path} cannot record commands ({failure}); "
+                  "commands are refused until it can") if failure else ""
+        return [StoreCondition(COMMAND_STORE_RECOVERED, self._recovery_alarm, "warning", recovered),
+                StoreCondition(COMMAND_STORE_FAILED, failure is not None, "critical", failed)]
 
     def clear_recovery_alarm(self) -> None:
         """The operator saw the recovery alarm (the damaged copy stays on disk)."""
@@ -312,6 +321,14 @@ class EdgeMqtt:
         try:
             cmd = parse_command(payload, self.site, kind, now, self.max_lifetime, self.max_skew)
             self.replay.record(cmd)
+        except ReplayStoreError as exc:
+            # Not recorded, so not executed (replay protection cannot be promised); the issuer may retry.
+            self.counts["storage_failed"] += 1
+            if self._store_failure is None:
+                log.error("%s: %s; refusing commands until it can", self.site, exc)
+            self._store_failure = str(exc)
+            self._deliver_ack(self._outcome_ack(cmd, "failed", code="storage_failed", error=str(exc)), cmd)
+            return
         except CommandRefused as refusal:
             if refusal.code == "replayed" and redelivery and refusal.original_ack:
                 # QoS 1 redelivery of a command already handled: repeat its ack, do not execute it again.
@@ -322,6 +339,9 @@ class EdgeMqtt:
             log.warning("%s: refused command on %s: %s", self.site, topic, refusal)
             self._deliver_ack(self._refusal(refusal, now), None)
             return
+        if self._store_failure is not None:
+            log.info("%s: the command replay store records commands again", self.site)
+            self._store_failure = None
         self.counts["accepted"] += 1
         if self._handler is None:
             self._deliver_ack(self._refusal(CommandRefused("unavailable", "the site has no command handler yet",
@@ -344,8 +364,8 @@ class EdgeMqtt:
         if cmd is not None:
             try:
                 self.replay.store_ack(cmd.id, text)
-            except Exception:  # only the answer to a later redelivery depends on it
-                log.exception("%s: could not store the ack of %s", self.site, cmd.id)
+            except Exception as exc:  # only the answer to a later redelivery depends on it
+                log.warning("%s: could not store the ack of %s: %s", self.site, cmd.id, exc)
         if self._audit is None:
             return
         if self._loop is not None and not self._loop.is_closed():

@@ -103,22 +103,26 @@ class ReplayGuard:
         self._since_purge = 0
 
     def record(self, cmd: Command) -> None:
-        """Record ``cmd.id`` as seen; raise CommandRefused('replayed') if it was seen before."""
+        """Record ``cmd.id`` as seen; raise CommandRefused('replayed') if it was seen before, and
+        ReplayStoreError (naming the command and the cause) if it cannot be recorded."""
         now = cmd.received_at.timestamp()
         with self._lock:
-            self._since_purge += 1
-            if self._since_purge >= self._purge_every:
-                self._purge_locked(now)
             try:
-                self._db.execute("INSERT INTO seen (id, expires_at, received_at, issued_by) VALUES (?, ?, ?, ?)",
-                                 (cmd.id, cmd.expires_at.timestamp(), now, cmd.issued_by))
-            except sqlite3.IntegrityError:
-                first = self._db.execute("SELECT received_at, ack FROM seen WHERE id = ?", (cmd.id,)).fetchone()
-                when = datetime.fromtimestamp(first[0], timezone.utc).isoformat() if first else "earlier"
-                refusal = CommandRefused("replayed", f"id {cmd.id!r} was already received at {when}",
-                                         cmd.id, cmd.kind)
-                refusal.original_ack = first[1] if first else None
-                raise refusal from None
+                self._since_purge += 1
+                if self._since_purge >= self._purge_every:
+                    self._purge_locked(now)
+                try:
+                    self._db.execute("INSERT INTO seen (id, expires_at, received_at, issued_by) VALUES (?, ?, ?, ?)",
+                                     (cmd.id, cmd.expires_at.timestamp(), now, cmd.issued_by))
+                    return
+                except sqlite3.IntegrityError:
+                    first = self._db.execute("SELECT received_at, ack FROM seen WHERE id = ?", (cmd.id,)).fetchone()
+            except (sqlite3.Error, OSError) as exc:
+                raise ReplayStoreError(f"cannot record command {cmd.id}: {exc}") from exc
+        when = datetime.fromtimestamp(first[0], timezone.utc).isoformat() if first else "earlier"
+        refusal = CommandRefused("replayed", f"id {cmd.id!r} was already received at {when}", cmd.id, cmd.kind)
+        refusal.original_ack = first[1] if first else None
+        raise refusal
 
     def store_ack(self, command_id: str, ack_json: str) -> None:
         """Keep the ack sent for ``command_id`` (not fsynced: losing it only costs a nicer redelivery answer)."""

@@ -4,14 +4,17 @@ an ack, whatever the sender or the gateway's disk does."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
+import os
+import sqlite3
 import uuid
 
 import pytest
 
 from telemetry.central_mqtt import CentralMqtt
 from telemetry.commands import new_command
-from telemetry.edge_mqtt import COMMAND_STORE_RECOVERED, EdgeMqtt
+from telemetry.edge_mqtt import COMMAND_STORE_FAILED, COMMAND_STORE_RECOVERED, EdgeMqtt
 from telemetry.fleet_state import FleetStateStore
 from telemetry.mosquitto_acl import acl_text, gateway_username
 from telemetry.mqtt_client import MqttSettings
@@ -71,5 +74,70 @@ async def test_edge_with_a_damaged_replay_database_connects_and_acks_commands(br
         assert ack is not None and ack["status"] == "ok" and ack["outcome"] == {"done": "setpoint"}, ack
         assert [c.active for c in edge.alarm_conditions() if c.code == COMMAND_STORE_RECOVERED] == [True]
         assert len(list(state.glob(f"commands-{SITE}.sqlite.corrupt-*"))) == 1
+    finally:
+        await edge.aclose()
+
+
+# -- a full disk under the replay database (item 7) -----------------------------------------------
+
+class FullDisk:
+    """Stands in for the replay store's connection: every write fails as on a full disk (ENOSPC)."""
+
+    def __init__(self, db):
+        self.db = db
+
+    def execute(self, sql, *args):
+        if sql.lstrip().upper().startswith(("INSERT", "UPDATE", "DELETE")):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return self.db.execute(sql, *args)
+
+    def close(self):
+        self.db.close()
+
+
+def store_alarm(edge) -> tuple[bool, str, str]:
+    (c,) = [c for c in edge.alarm_conditions() if c.code == COMMAND_STORE_FAILED]
+    return c.active, c.severity, c.message
+
+
+async def test_a_command_the_full_disk_cannot_record_gets_a_storage_failed_ack(broker, central, tmp_path):
+    ran = []
+    edge = await start_edge(broker, tmp_path / "state")
+    edge.on_command(lambda cmd: ran.append(cmd.id))
+    real = edge.replay._db
+    try:
+        edge.replay._db = FullDisk(real)
+        ack = await asyncio.to_thread(send, central, command_id="c-full-1")
+        assert ack is not None, "no ack at all"
+        assert (ack["status"], ack["code"]) == ("failed", "storage_failed"), ack
+        assert ack["error"] == "cannot record command c-full-1: [Errno 28] No space left on device"
+        assert ran == []  # not recorded, so not executed
+        active, severity, message = store_alarm(edge)
+        assert active and severity == "critical" and "No space left on device" in message
+        # Space again: the next command is recorded and executed, the alarm clears.
+        edge.replay._db = real
+        ack = await asyncio.to_thread(send, central, command_id="c-full-2")
+        assert ack["status"] == "ok" and ran == ["c-full-2"] and store_alarm(edge)[0] is False
+    finally:
+        edge.replay._db = real
+        await edge.aclose()
+
+
+async def test_sqlite_full_is_a_storage_failure_too(broker, central, tmp_path):
+    edge = await start_edge(broker, tmp_path / "state")
+    try:
+        db = edge.replay._db
+        pages = db.execute("PRAGMA page_count").fetchone()[0]
+        db.execute(f"PRAGMA max_page_count = {pages}")  # the file may not grow: SQLITE_FULL on the next page
+        filler = 0
+        with pytest.raises(sqlite3.OperationalError, match="full"):
+            while True:
+                filler += 1
+                db.execute("INSERT INTO seen (id, expires_at, received_at, issued_by) VALUES (?, 4e9, 0, ?)",
+                           (f"fill-{filler}", "x" * 200))
+        ack = await asyncio.to_thread(send, central, command_id="c-sqlite-full")
+        assert ack is not None and (ack["status"], ack["code"]) == ("failed", "storage_failed"), ack
+        assert ack["error"] == "cannot record command c-sqlite-full: database or disk is full"
+        assert store_alarm(edge)[0] is True
     finally:
         await edge.aclose()
