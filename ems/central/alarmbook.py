@@ -5,16 +5,21 @@ Sites publish their active alarms in every state message (``alarms``: the
 one row per alarm id in SQLite: an alarm that disappears from a site's
 active list is marked cleared.  Acknowledging is a central act (an operator
 saw it); it does not clear the condition at the site.
+
+The central service's own alarms (e.g. a damaged store file it replaced at
+start) are kept under the pseudo-site :data:`CENTRAL_SITE`, which no hall
+can be called; nobody else clears them, so acknowledging one clears it.
 """
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
+
+from ems.central.sqlite_recovery import OnRecovered, open_sqlite_or_recover
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS alarms (
@@ -26,6 +31,8 @@ CREATE INDEX IF NOT EXISTS alarms_site ON alarms (site, raised_at);
 """
 
 SEVERITIES = ("info", "warning", "critical")
+#: Site name of the central service's own alarms (a hall id cannot start with '_').
+CENTRAL_SITE = "_central"
 
 
 @dataclass(frozen=True)
@@ -78,12 +85,9 @@ def _clean(site: str, alarm: Any, now: datetime) -> tuple | None:
 class AlarmBook:
     """Alarms of the whole fleet in SQLite (thread-safe)."""
 
-    def __init__(self, db_path: str | Path):
-        Path(db_path).parent.mkdir(parents=True, exist_ok=True)
+    def __init__(self, db_path: str | Path, on_recovered: OnRecovered | None = None):
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(db_path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(_SCHEMA)
+        self._db = open_sqlite_or_recover(db_path, _SCHEMA, what="alarm book", on_recovered=on_recovered)
 
     def close(self) -> None:
         with self._lock:
@@ -120,8 +124,18 @@ class AlarmBook:
                 self._db.execute("UPDATE alarms SET cleared_at = COALESCE(cleared_at, ?) WHERE id = ?", (cleared, row[0]))
         return row[0]
 
+    def raise_central(self, code: str, message: str, now: datetime, severity: str = "critical",
+                      key: str = "") -> str:
+        """Raise an alarm of the central service itself (site :data:`CENTRAL_SITE`); it stays active until
+        acknowledged.  ``key`` tells alarms of the same code apart (default: the time).  Returns its id."""
+        alarm_id = f"{code}:{key or _iso(now)}"
+        self.event(CENTRAL_SITE, {"id": alarm_id, "code": code, "severity": severity, "message": message,
+                                  "raised_at": _iso(now)}, now)
+        return f"{CENTRAL_SITE}/{alarm_id}"[:200]
+
     def ack(self, alarm_id: str, user: str, note: str, now: datetime) -> AlarmRecord:
-        """Acknowledge an alarm; KeyError if unknown, AlarmAlreadyAcked if done before."""
+        """Acknowledge an alarm (a central one is cleared too); KeyError if unknown, AlarmAlreadyAcked if
+        done before."""
         with self._lock:
             rec = self._get(alarm_id)
             if rec is None:
@@ -130,6 +144,9 @@ class AlarmBook:
                 raise AlarmAlreadyAcked(rec)
             self._db.execute("UPDATE alarms SET acked_by = ?, acked_at = ?, ack_note = ? WHERE id = ?",
                              (user, _iso(now), note, alarm_id))
+            if rec.site == CENTRAL_SITE:
+                self._db.execute("UPDATE alarms SET cleared_at = COALESCE(cleared_at, ?) WHERE id = ?",
+                                 (_iso(now), alarm_id))
             return self._get(alarm_id)  # type: ignore[return-value]
 
     def get(self, alarm_id: str) -> AlarmRecord | None:

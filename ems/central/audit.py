@@ -47,6 +47,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any, Iterator
 
+from ems.central.sqlite_recovery import OnRecovered, Recovery
 from ems.central.users import SqliteStore
 
 log = logging.getLogger(__name__)
@@ -394,16 +395,16 @@ def read_head_log(path: Path) -> _HeadState:
     return _HeadState(epochs, key_ids, bad, torn)
 
 
-def open_audit_log(db_path: str | Path, key_file: str | Path | None = None,
-                   head_log: str | Path | None = None) -> "AuditLog":
+def open_audit_log(db_path: str | Path, key_file: str | Path | None = None, head_log: str | Path | None = None,
+                   on_recovered: OnRecovered | None = None) -> "AuditLog":
     """The service's audit log: signed with the key in ``key_file`` and its heads appended to ``head_log``
     (both or neither).  AuditKeyError naming the file when the key cannot be read or the head log not
     opened.  Without a key the log is only hash-chained, and a warning says what that cannot show."""
     if key_file is None:
         log.warning("audit log %s is not signed (no audit.key_file in the config): an edit with every later "
                     "hash computed again, or cut-off newest records, cannot be detected", db_path)
-        return AuditLog(db_path)
-    return AuditLog(db_path, load_key(key_file), head_log)
+        return AuditLog(db_path, on_recovered=on_recovered)
+    return AuditLog(db_path, load_key(key_file), head_log, on_recovered)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -417,7 +418,8 @@ class AuditLog(SqliteStore):
     ``head_log``: the append-only head file (needs ``key``); None: cuts of the newest records cannot be seen.
     """
 
-    def __init__(self, db_path: str | Path, key: bytes | None = None, head_log: str | Path | None = None) -> None:
+    def __init__(self, db_path: str | Path, key: bytes | None = None, head_log: str | Path | None = None,
+                 on_recovered: OnRecovered | None = None) -> None:
         if head_log is not None and key is None:
             raise ValueError("an audit head log needs the key")
         if key is not None and len(key) < MIN_KEY_CHARS:
@@ -426,13 +428,22 @@ class AuditLog(SqliteStore):
         self._key = key
         self._head: HeadLog | None = None
         self._head_failing = False
-        self._open(self.db_path, _SCHEMA)
+        recovered: list[Recovery] = []
+        self._open(self.db_path, _SCHEMA, "audit log", recovered.append)
         if head_log is not None:
             try:
                 self._head = HeadLog(head_log, key)  # type: ignore[arg-type]
             except BaseException:
                 super().close()
                 raise
+        for recovery in recovered:
+            # The records of the damaged file are not in the fresh one: the head log says why, and
+            # verify reports the earlier database's records as cut (they are in the moved file).
+            if self._head is not None:
+                self._head.new_database(f"the database was damaged ({recovery.problem}); "
+                                        f"kept as {recovery.moved_to}")
+            if on_recovered is not None:
+                on_recovered(recovery)
 
     @property
     def signed(self) -> bool:

@@ -8,7 +8,9 @@ Wiring (the lead adds it to ems/cli.py)::
 Files in ``data_dir``: ``users.sqlite`` (users and sessions; create the
 first admin with ``ems users add --db <data_dir>/users.sqlite --role admin NAME``),
 ``audit.sqlite``, ``alarms.sqlite``, ``history.sqlite`` (local history),
-``jma-seen.sqlite`` (feed entries already read).
+``jma-seen.sqlite`` (feed entries already read).  A damaged one is moved aside
+as ``<name>.corrupt-<UTC time>`` and started afresh, with a central alarm
+(ems.central.sqlite_recovery).
 
 The ``market:`` section makes the market publisher (ems.central.market):
 day-ahead prices and weather, retained on ``ems/v1/_fleet/…`` for every
@@ -30,6 +32,7 @@ from ems.central.config import CentralConfig, load_central_config
 from ems.central.history import HistoryBackend, InfluxHistory, LocalHistory, NoHistory
 from ems.central.market import JepxCsvFeed, MarketPublisher, PriceFeed, SyntheticFeed
 from ems.central.service import CentralService, CommandLink, JmaParts, Security
+from ems.central.sqlite_recovery import OnRecovered, Recovery, raise_store_alarms
 from ems.config import FleetConfig, load_fleet
 from telemetry.fleet_state import FleetStateStore
 from telemetry.mqtt_client import MqttSettings
@@ -39,13 +42,13 @@ log = logging.getLogger(__name__)
 USERS_DB = "users.sqlite"
 
 
-def build_history(cfg: CentralConfig) -> HistoryBackend:
-    """The configured history backend."""
+def build_history(cfg: CentralConfig, on_recovered: OnRecovered | None = None) -> HistoryBackend:
+    """The configured history backend (``on_recovered``: told when a damaged local store was replaced)."""
     h = cfg.history
     if h.backend == "influx1":
         return InfluxHistory(h.url or "", h.database, h.retention_policy, h.username, h.secret(cfg.base_dir))
     if h.backend == "local":
-        return LocalHistory(cfg.data_path / "history.sqlite")
+        return LocalHistory(cfg.data_path / "history.sqlite", on_recovered=on_recovered)
     return NoHistory()
 
 
@@ -77,6 +80,10 @@ def build_service(cfg: CentralConfig, fleet: FleetConfig | None = None, *, mqtt_
     scales the config's wall-time lifetimes (command TTL, ack timeout,
     staleness), ``jma_poll_s`` [s] polls a drill's JMA folder faster than a
     config may.
+
+    A store file that is damaged is moved aside and started afresh
+    (ems.central.sqlite_recovery); each such recovery is a central alarm, an
+    audit record and a log line naming the file.
     """
     from ems.central.ratelimit import LoginLimiter
     from ems.central.sessions import SessionStore
@@ -91,9 +98,12 @@ def build_service(cfg: CentralConfig, fleet: FleetConfig | None = None, *, mqtt_
         settings = mqtt_settings or cfg.mqtt.settings(cfg.base_dir)
         link = CentralMqtt(settings, store, issued_by="central", client_id=cfg.mqtt.client_id)
     s = cfg.sessions
-    audit = _open_audit(cfg, data)
-    security = Security(users=UserStore(data / USERS_DB),
-                        sessions=SessionStore(data / USERS_DB, ttl_s=s.ttl_s, idle_s=s.idle_s),
+    recovered: list[Recovery] = []  # damaged store files replaced by fresh ones: alarms once the book is open
+    audit = _open_audit(cfg, data, recovered.append)
+    alarms = AlarmBook(data / "alarms.sqlite", on_recovered=recovered.append)
+    security = Security(users=UserStore(data / USERS_DB, on_recovered=recovered.append),
+                        sessions=SessionStore(data / USERS_DB, ttl_s=s.ttl_s, idle_s=s.idle_s,
+                                              on_recovered=recovered.append),
                         audit=audit,
                         limiter=LoginLimiter(max_failures=s.max_login_failures, lockout_s=s.lockout_s,
                                              max_lockout_s=s.max_lockout_s, window_s=s.login_window_s,
@@ -109,22 +119,24 @@ def build_service(cfg: CentralConfig, fleet: FleetConfig | None = None, *, mqtt_
         source = cfg.jma.source or ""
         if not source.startswith(("http://", "https://")):
             source = str(cfg.path(source))
-        jma = JmaParts(AtomFeedReader(source, data / "jma-seen.sqlite"),
+        jma = JmaParts(AtomFeedReader(source, data / "jma-seen.sqlite", on_recovered=recovered.append),
                        WarningTrigger(list(fleet.sites), kinds=set(cfg.jma.kinds), min_level=cfg.jma.min_level),
                        jma_poll_s if jma_poll_s is not None else cfg.jma.poll_s, source)
     publish = getattr(link, "publish_retained", None)
     market = build_market(cfg, fleet, publish, clock) if publish is not None else None
     if market is None and (cfg.market.source != "none" or cfg.market.weather_file):
         raise ValueError("market: the command link cannot publish retained messages (it has no publish_retained)")
-    return CentralService(fleet, store, link, security, AlarmBook(data / "alarms.sqlite"),
-                          history or build_history(cfg), jma=jma, market=market,
-                          command_ttl=timedelta(seconds=cfg.commands.ttl_s * speed),
-                          ack_timeout=timedelta(seconds=cfg.commands.ack_timeout_s * speed),
-                          stale_after=timedelta(seconds=cfg.stale_after_s * speed), public_page=cfg.public_page,
-                          **({"clock": clock} if clock is not None else {}))
+    service = CentralService(fleet, store, link, security, alarms,
+                             history or build_history(cfg, recovered.append), jma=jma, market=market,
+                             command_ttl=timedelta(seconds=cfg.commands.ttl_s * speed),
+                             ack_timeout=timedelta(seconds=cfg.commands.ack_timeout_s * speed),
+                             stale_after=timedelta(seconds=cfg.stale_after_s * speed), public_page=cfg.public_page,
+                             **({"clock": clock} if clock is not None else {}))
+    raise_store_alarms(alarms, audit, recovered, service.clock())
+    return service
 
 
-def _open_audit(cfg: CentralConfig, data: Path) -> Any:
+def _open_audit(cfg: CentralConfig, data: Path, on_recovered: OnRecovered) -> Any:
     """The audit log in ``data``, signed and with its head log when ``cfg.audit`` names them;
     ConfigError naming ``audit.key_file`` / ``audit.head_log`` when they cannot be used."""
     from ems.central.audit import AuditKeyError, open_audit_log
@@ -132,7 +144,7 @@ def _open_audit(cfg: CentralConfig, data: Path) -> Any:
     a = cfg.audit
     try:
         return open_audit_log(data / "audit.sqlite", cfg.path(a.key_file) if a.key_file else None,
-                              cfg.path(a.head_log) if a.head_log else None)
+                              cfg.path(a.head_log) if a.head_log else None, on_recovered)
     except AuditKeyError as exc:
         raise ConfigError([f"audit.{exc.field}: {exc}"]) from None
 

@@ -19,7 +19,6 @@ import base64
 import json
 import logging
 import math
-import sqlite3
 import threading
 import urllib.error
 import urllib.parse
@@ -28,6 +27,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Protocol
+
+from ems.central.sqlite_recovery import WAL, OnRecovered, open_sqlite_or_recover
 
 log = logging.getLogger(__name__)
 
@@ -252,21 +253,20 @@ class LocalHistory:
 
     min_interval_s [s]: state messages closer together than this are
     thinned (the daemon publishes every cycle); keep_days: older samples are
-    deleted on write.
+    deleted on write.  A damaged file is moved aside and a fresh one started
+    (ems.central.sqlite_recovery; ``on_recovered`` hears of it).
     """
 
     name = "local"
 
-    def __init__(self, db_path: str | Path, min_interval_s: float = 10.0, keep_days: float = 35.0):
+    def __init__(self, db_path: str | Path, min_interval_s: float = 10.0, keep_days: float = 35.0,
+                 on_recovered: OnRecovered | None = None):
         self.path = Path(db_path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.min_interval_s = min_interval_s
         self.keep_s = keep_days * 86400
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
+        self._db = open_sqlite_or_recover(self.path, _SCHEMA, what="history store", on_recovered=on_recovered,
+                                          pragmas=(*WAL, "synchronous=NORMAL"))
         self._last_t: dict[str, float] = {}
         self._last_mode: dict[str, str] = {}
         for site, mode in self._db.execute(

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Callable
 
 from ems.central.roles import Role, parse_roles, roles_text
+from ems.central.sqlite_recovery import OnRecovered
 from ems.central.users import SqliteStore, User
 
 #: Header the browser sends the CSRF token in (double submit: the page reads it from /api/session).
@@ -126,14 +127,14 @@ class SessionStore(SqliteStore):
     """Sessions and API tokens in the SQLite file ``db_path``; ttl_s / idle_s [s]. Thread-safe."""
 
     def __init__(self, db_path: str | Path, ttl_s: float = 8 * 3600, idle_s: float = 1800,
-                 clock: Callable[[], datetime] = _utcnow) -> None:
+                 clock: Callable[[], datetime] = _utcnow, on_recovered: OnRecovered | None = None) -> None:
         if ttl_s <= 0 or idle_s <= 0:
             raise ValueError("ttl_s and idle_s must be positive [s]")
         self.db_path = Path(db_path)
         self.ttl = timedelta(seconds=ttl_s)
         self.idle = timedelta(seconds=idle_s)
         self._clock = clock
-        self._open(self.db_path, _SCHEMA)
+        self._open(self.db_path, _SCHEMA, "sessions store", on_recovered)
 
     def _now(self) -> datetime:
         return self._clock().astimezone(timezone.utc)

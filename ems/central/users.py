@@ -26,6 +26,7 @@ from ems.central.passwords import (
     verify_password,
 )
 from ems.central.roles import Role, parse_roles, roles_text
+from ems.central.sqlite_recovery import OnRecovered, open_sqlite_or_recover
 
 USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{2,31}$")
 
@@ -65,26 +66,19 @@ def _utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def connect(db_path: str | Path) -> sqlite3.Connection:
-    """A connection usable from several threads (callers serialise with a lock), WAL, 5 s busy wait."""
-    path = Path(db_path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(str(path), check_same_thread=False, timeout=5.0, isolation_level=None)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA busy_timeout=5000")
-    return conn
-
-
 class SqliteStore:
     """Base of the central SQLite stores: one connection shared by threads, serialised by a lock."""
 
-    def _open(self, db_path: str | Path, schema: str) -> None:
-        """Open (creating) ``db_path`` and apply ``schema`` (CREATE ... IF NOT EXISTS statements)."""
+    def _open(self, db_path: str | Path, schema: str, what: str = "store",
+              on_recovered: OnRecovered | None = None) -> None:
+        """Open (creating) ``db_path`` and apply ``schema`` (CREATE ... IF NOT EXISTS statements).
+
+        A damaged file is moved aside and a fresh one started (ems.central.sqlite_recovery); ``what``
+        names the store in the log, ``on_recovered`` hears of it.
+        """
         self.db_path = Path(db_path)
         self._lock = threading.Lock()
-        self._conn = connect(self.db_path)
-        with self._lock:
-            self._conn.executescript(schema)
+        self._conn = open_sqlite_or_recover(self.db_path, schema, what=what, on_recovered=on_recovered)
 
     def close(self) -> None:
         """Close the database connection."""
@@ -115,10 +109,11 @@ def check_username(username: str) -> str:
 class UserStore(SqliteStore):
     """Users in the SQLite file ``db_path`` (created if missing). Thread-safe."""
 
-    def __init__(self, db_path: str | Path, clock: Callable[[], datetime] = _utcnow) -> None:
+    def __init__(self, db_path: str | Path, clock: Callable[[], datetime] = _utcnow,
+                 on_recovered: OnRecovered | None = None) -> None:
         self.db_path = Path(db_path)
         self._clock = clock
-        self._open(self.db_path, _SCHEMA)
+        self._open(self.db_path, _SCHEMA, "users store", on_recovered)
 
     # -- reading ---------------------------------------------------------
     @staticmethod

@@ -18,7 +18,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import logging
-import sqlite3
 import threading
 import urllib.error
 import urllib.request
@@ -30,6 +29,7 @@ from urllib.parse import urljoin, urlparse
 
 from ems.central.jma.models import JmaParseError, UnsupportedReportError, WarningReport
 from ems.central.jma.parser import MAX_BYTES, TYPHOON_TITLE_PREFIX, WARNING_TITLES, parse_report, parse_xml
+from ems.central.sqlite_recovery import OnRecovered, open_sqlite_or_recover
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +124,7 @@ class AtomFeedReader:
     (default: a :class:`UrlFetcher` that polls the feed URL with If-Modified-Since)."""
 
     def __init__(self, source: str, seen_db: str | Path, fetch: Fetch | None = None,
-                 keep_days: float = 30.0) -> None:
+                 keep_days: float = 30.0, on_recovered: OnRecovered | None = None) -> None:
         self.source = str(source)
         self.is_url = urlparse(self.source).scheme in ("http", "https")
         if not self.is_url and not Path(self.source).is_dir():
@@ -132,10 +132,11 @@ class AtomFeedReader:
         self.fetch: Fetch = fetch or UrlFetcher(conditional={self.source})
         self.keep = timedelta(days=keep_days)
         self._lock = threading.Lock()
-        Path(seen_db).parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(seen_db), check_same_thread=False, timeout=5.0, isolation_level=None)
-        self._db.execute("CREATE TABLE IF NOT EXISTS jma_seen (entry_id TEXT PRIMARY KEY, seen_at TEXT NOT NULL, "
-                         "outcome TEXT NOT NULL)")
+        # A damaged seen set is moved aside and a fresh one started (ems.central.sqlite_recovery): the
+        # reports still in the feed are then read again, as at a first start.
+        self._db = open_sqlite_or_recover(
+            seen_db, "CREATE TABLE IF NOT EXISTS jma_seen (entry_id TEXT PRIMARY KEY, seen_at TEXT NOT NULL, "
+                     "outcome TEXT NOT NULL);", what="JMA seen set", on_recovered=on_recovered, pragmas=())
         self._failing: dict[str, str] = {}  # what is failing -> message, so each failure is logged once
         #: The last report that could not be parsed (it is not fetched again), for a status page.
         self.last_parse_error: str | None = None
