@@ -421,3 +421,14 @@ class _NoLink:
 
     def stop(self):
         pass
+
+
+def test_a_deleted_head_log_is_reported(paths):
+    a = AuditLog(paths[0], KEY, paths[1])
+    fill(a, 3)
+    a.close()
+    paths[1].unlink()  # the head log is emptied or removed: the database alone can no longer be trusted
+    b = AuditLog(paths[0], KEY, paths[1])
+    res = b.verify()
+    assert not res.ok and res.head_seq == 0 and "knows no record" in res.problem and "3 signed" in res.problem
+    b.close()
