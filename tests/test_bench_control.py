@@ -1,6 +1,6 @@
 """benchmarks/bench_control.py: layout, statistics, bad options and one short real run.
 
-The real run uses tiny settings (2 s per size, sizes 1 and 3) against the
+The real run uses tiny settings (2 s per size, sizes 1 and 3, each also with the optimizer) against the
 hall simulator in a child process on loopback; it checks the figures are
 printed and plausible, not how fast this machine is.
 """
@@ -18,6 +18,7 @@ from benchmarks.bench_control import (
     DEFAULT_CONFIG,
     SizeResult,
     main,
+    overlapping,
     percentile,
     pick_free_ports,
     plan_layout,
@@ -101,6 +102,21 @@ def test_verdicts_judge_the_50_device_run_and_say_what_is_not_met() -> None:
     assert all("only 10 devices run" in x["detail"] for x in v)
 
 
+def test_verdicts_with_the_optimizer_judge_cycles_overlapping_a_plan_and_the_loops_cpu() -> None:
+    planned = dict(optimizer=True, worker="thread", plans=30, overlap_cycles=30, loop_cpu_pct=3.0)
+    v = verdicts([_result(50), _result(50, **planned, overlap_p99_ms=20.0)])
+    assert [x["met"] for x in v] == [True] * 5 and "(thread)" in v[3]["goal"]
+    v = verdicts([_result(50), _result(50, **{**planned, "loop_cpu_pct": 11.0}, overlap_p99_ms=60.0)])
+    assert [x["met"] for x in v[3:]] == [False, False] and "p99 60.00 ms" in v[3]["detail"]
+
+
+def test_overlapping_cycles() -> None:
+    cycles = [(1.010, 10.0), (2.010, 10.0), (3.010, 10.0)]  # (end [s], duration [ms]): 1.000-1.010, ...
+    assert overlapping(cycles, [(1.005, 1.100), (2.500, 2.600)]) == [10.0]
+    assert overlapping(cycles, [(0.0, 5.0)]) == [10.0, 10.0, 10.0]
+    assert overlapping(cycles, []) == []
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--sizes", "0"], "device counts must be 1..1000"),
     (["--sizes", "a,b"], "not a comma-separated list"),
@@ -115,19 +131,23 @@ def test_bad_options_exit_2_naming_the_problem(argv, message, capsys) -> None:
     assert message in capsys.readouterr().err
 
 
-@pytest.mark.timeout(90)
+@pytest.mark.timeout(120)
 def test_short_real_run_prints_rows_and_verdicts(tmp_path: Path, capsys) -> None:
     out_json = tmp_path / "figures.json"
-    rc = main(["--seconds", "2", "--sizes", "1,3", "--rtt-count", "100", "--json", str(out_json)])
+    rc = main(["--seconds", "2", "--sizes", "1,3", "--rtt-count", "100", "--optimizer", "--json", str(out_json)])
     out = capsys.readouterr().out
     assert rc == 0, out
     assert re.search(r"back-to-back \(100 reads\) median \d+\.\d+ ms", out)
     rows = {int(m.group(1)): m.group(0) for m in re.finditer(r"^\s+(\d+)\s+1\s+\d+\s+\d+\.\d+.*$", out, re.M)}
     assert set(rows) == {1, 3}, out
     assert "Goal: 50 devices within a 1 s cycle using under 10 % of one core" in out
-    assert len(re.findall(r"^  .+ (met|NOT met) \(", out, re.M)) == 3
+    assert len(re.findall(r"^  .+ (met|NOT met) \(", out, re.M)) == 5
+    assert re.search(r"^\s+3\s+thread\s+\d+\s+\d+\.\d+", out, re.M), out
     figures = json.loads(out_json.read_text())
-    sizes = {s["devices"]: s for s in figures["sizes"]}
+    planned = {s["devices"]: s for s in figures["sizes"] if s["optimizer"]}
+    assert planned[1]["plans"] == 0, "one device, no meter: safe mode, nothing to plan"
+    assert planned[3]["plans"] >= 1 and planned[3]["overlap_cycles"] >= 1 and planned[3]["worker"] == "thread"
+    sizes = {s["devices"]: s for s in figures["sizes"] if not s["optimizer"]}
     assert set(sizes) == {1, 3}
     for n, s in sizes.items():
         assert s["all_ready"] and s["failures"] == 0, s
@@ -137,4 +157,4 @@ def test_short_real_run_prints_rows_and_verdicts(tmp_path: Path, capsys) -> None
         assert 0.5 * n <= s["polls_per_s"] <= 2.0 * n, s
     rt = figures["round_trip"]
     assert rt["count"] == 100 and 0 < rt["median_ms"] <= rt["p99_ms"]
-    assert len(figures["verdicts"]) == 3 and all(v["devices"] == 3 for v in figures["verdicts"])
+    assert len(figures["verdicts"]) == 5 and all(v["devices"] == 3 for v in figures["verdicts"])

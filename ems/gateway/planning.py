@@ -2,13 +2,37 @@
 
 :class:`OptimizerPlanSource` keeps one :class:`optimizer.planner.SitePlanner`
 per site (warm re-solves), builds the forecast from the site's configuration
-(clear-sky PV, configured load profiles) and a price source, and re-plans
+(clear-sky PV, configured load profiles, what it learnt of the hall), a
+:class:`PriceProvider` and a :class:`WeatherProvider`, and re-plans
 
 * at every slot boundary,
 * when the effective mode changes,
 * when dispatch commitments change,
 * when the measured net load strays far from the plan's for a while,
 * when the plan has expired.
+
+Planning never runs on the event loop.  ``setpoint_at`` (once per cycle, on
+the loop) decides whether a re-plan is due and, if so, takes its inputs
+there: SoC, mode, commitments, prices and weather from the providers, and
+the forecast made from them.  It hands them to one worker thread per plan
+source and answers from the latest *finished* plan; it never waits for a
+solve.  At most one job runs; a trigger while it runs queues exactly one
+follow-up (the latest inputs replace an older queued job).  Until the first
+plan exists, and while the latest plan was made for another mode, the
+daemon's rule decides.
+
+The forecaster belongs to the loop alone (no lock): it learns from the
+loop's snapshots, and a forecast costs ~0.5 ms (~2 ms for a day's first),
+little against the solve moved away; the worker gets an immutable forecast.
+The worker thread and the loop share only the job/result hand-over, behind
+one lock (``_cond``).  The worker calls the planner in the thread itself
+(``worker="thread"``; thread workers of all plan sources in a process plan
+one at a time, see ``_PLAN_LOCK``) or in a child process
+(``worker="process"``, :class:`ProcessPlanner`): there its Python (Pyomo's
+build and extract) and its garbage collection cannot hold this process' GIL
+while the cycle wants it, and Pyomo's redirection of stdout/stderr while it
+loads a model cannot swallow the daemon's own log lines (``ems bench
+control --optimizer`` measures both workers).
 
 In vpp the cycle carries out the slot with
 :func:`optimizer.execution.self_use_setpoint`: the battery charges the PV
@@ -23,11 +47,16 @@ disaster_reserve the plan's battery power is used as it is.  Other modes
 
 from __future__ import annotations
 
+import asyncio
+import copy
 import logging
+import threading
+import time
+from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Callable, Protocol, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 
@@ -36,18 +65,32 @@ from ems.config import SiteConfig
 from ems.gateway.history_store import history_path, load_history, save_history
 from ems.gateway.modes import Mode
 from ems.gateway.snapshot import SiteSnapshot
+from optimizer.data import prepare_run
 from optimizer.execution import self_use_setpoint
+from optimizer.extract import assemble_plan
 from optimizer.forecast import HallProfile, clear_sky_pv_w
 from optimizer.forecaster import HallForecaster
-from optimizer.plan import Plan, PlanExpired
+from optimizer.inputs import SiteForecast
+from optimizer.plan import Plan, PlanExpired, PlanStatus
 from optimizer.planner import SitePlanner
-from optimizer.prices import synthetic_spot_prices
+from optimizer.prices import JST, synthetic_spot_prices
+from optimizer.rule import rule_schedule
 from optimizer.settings import Commitment, PlanSettings
 
 log = logging.getLogger(__name__)
 
 #: Modes the optimizer plans for; the rest follow the rule.
 PLANNED_MODES = (Mode.VPP, Mode.DISASTER_RESERVE)
+
+#: One plan at a time in this process (thread workers): Pyomo's HiGHS interface redirects the process' stdout
+#: and stderr file descriptors while it hands a model to HiGHS (pyomo.common.tee.capture_output), and two
+#: threads doing that at once deadlock or leave the process writing into a closed pipe (seen with the 14
+#: halls of the simulated fleet).  A process worker plans in its own process and does not take it.
+_PLAN_LOCK = threading.Lock()
+
+#: After a re-plan that produced no plan at all (the forecast itself failed), wait this long [s of wall time]
+#: before retrying on a trigger other than a new slot, mode change or new inputs.
+RETRY_AFTER_FAILURE_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,27 +116,46 @@ class WeatherProvider(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class PriceSource:
-    """Buy and sell prices [JPY/kWh] per slot start.
+    """A :class:`PriceProvider` from a spot price function: buy and sell prices [JPY/kWh] per slot start.
 
     spot: JEPX-like spot price per time (default: the seeded synthetic
     generator; a loaded JEPX CSV's ``PriceSeries.at`` fits too);
     buy = spot + buy_adder_jpy_per_kwh (network charges, retail margin);
-    sell = spot × sell_factor.
+    sell = spot × sell_factor; name: the source shown with each plan.
     """
 
     spot: Callable[[Sequence[datetime]], np.ndarray]
     buy_adder_jpy_per_kwh: float = 12.0
     sell_factor: float = 1.0
+    name: str = "spot prices"
 
-    def prices(self, times: Sequence[datetime]) -> tuple[np.ndarray, np.ndarray]:
-        """(buy, sell) [JPY/kWh] for ``times``."""
+    def prices(self, times: Sequence[datetime]) -> SlotPrices:
+        """Buy and sell [JPY/kWh] for ``times``, with this source's name."""
         spot = np.asarray(self.spot(times), dtype=float)
-        return spot + self.buy_adder_jpy_per_kwh, spot * self.sell_factor
+        return SlotPrices(spot + self.buy_adder_jpy_per_kwh, spot * self.sell_factor, self.name)
 
 
 def synthetic_prices(seed: int = 0) -> PriceSource:
-    """JEPX-like synthetic prices (seeded), for the simulated fleet and tests."""
-    return PriceSource(spot=lambda times: synthetic_spot_prices(times, seed=seed))
+    """JEPX-like synthetic prices (seeded), for the simulated fleet and tests; source "synthetic (seed N)"."""
+    return PriceSource(spot=lambda times: synthetic_spot_prices(times, seed=seed), name=f"synthetic (seed {seed})")
+
+
+@dataclass(slots=True)
+class TypicalWeather:
+    """A :class:`WeatherProvider` with one factor [0..1] for every day (no forecast; source "typical")."""
+
+    factor: float
+    source: str = "typical"
+
+    def weather_factor(self, t: datetime) -> tuple[float, str]:
+        """(factor [0..1], source) for the day of ``t``: the same every day."""
+        return self.factor, self.source
+
+
+def typical_weather(site: SiteConfig) -> TypicalWeather:
+    """1 − the site's (simulator's) cloud factor, 0.8 without one: the weather the default forecast assumes."""
+    cloud = site.simulator.cloud_factor if site.simulator else 0.2
+    return TypicalWeather(1.0 - cloud)
 
 
 def hall_profile(site: SiteConfig) -> HallProfile:
@@ -168,50 +230,242 @@ class SlotMeans:
         return np.array([load, pv])
 
 
+class Planner(Protocol):
+    """What the worker calls to make a plan (:class:`optimizer.planner.SitePlanner`; tests inject others)."""
+
+    def plan(self, forecast: SiteForecast, soc_pct: float, mode: str, *, now: datetime | None = None,
+             commitments: Sequence[Commitment] = ()) -> Plan: ...
+
+
+def _serve_plans(conn: Any, planner: Planner) -> None:
+    """Child process of :class:`ProcessPlanner`: plan every job received on ``conn`` until None or EOF.
+
+    Answers ("ok", plan, CPU [s]) or ("error", text, CPU [s]).
+    """
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent ends this process
+    while True:
+        try:
+            job = conn.recv()
+        except (EOFError, OSError):
+            return  # the parent is gone
+        if job is None:
+            return
+        forecast, soc_pct, mode, now, commitments = job
+        cpu0 = time.process_time()
+        try:
+            plan = planner.plan(forecast, soc_pct, mode, now=now, commitments=commitments)
+            answer = ("ok", plan)
+        except Exception as exc:  # noqa: BLE001 - reported to the parent, which falls back
+            answer = ("error", f"{exc.__class__.__name__}: {exc}")
+        conn.send((*answer, time.process_time() - cpu0))
+
+
+class ProcessPlanner:
+    """A :class:`Planner` whose planner (model, solver, warm state) lives in a child process.
+
+    The child (spawned on the first plan, again after it died) has its own
+    interpreter: its GIL and its garbage collector never pause the event
+    loop, and a stuck solve can be ended by ending the process.  The parent
+    sends the forecast and receives the plan (a few kB, pickled).  Costs a
+    Python process with Pyomo loaded (~100 MB) and ~2 s before the first plan.
+    Used by the worker thread only (``terminate`` by anyone).
+    """
+
+    def __init__(self, planner: Planner, name: str = "planner"):
+        self._planner = planner  # pickled into the child at its start (before any plan: small)
+        self._name = name
+        self._proc: Any = None
+        self._conn: Any = None
+        self._lock = threading.Lock()  # start, send and end: the worker thread and aclose may meet here
+        self.cpu_s = 0.0  # the child's CPU spent planning [s]
+
+    def plan(self, forecast: SiteForecast, soc_pct: float, mode: str, *, now: datetime | None = None,
+             commitments: Sequence[Commitment] = ()) -> Plan:
+        """Plan in the child; raises RuntimeError if the planner raised there or the child died."""
+        try:
+            with self._lock:
+                if self._proc is None or not self._proc.is_alive():
+                    self._start()
+                conn = self._conn
+                conn.send((forecast, soc_pct, mode, now, tuple(commitments)))
+            kind, value, cpu_s = conn.recv()
+        except (EOFError, OSError, ValueError) as exc:  # ValueError: the pipe was closed by terminate()
+            self.terminate()
+            raise RuntimeError(f"the planner process ended: {exc.__class__.__name__}: {exc}") from None
+        self.cpu_s += cpu_s
+        if kind != "ok":
+            raise RuntimeError(f"in the planner process: {value}")
+        return value
+
+    @property
+    def alive(self) -> bool:
+        """True while the child process runs."""
+        return self._proc is not None and self._proc.is_alive()
+
+    def stop(self) -> None:
+        """Ask the child to exit after its current job (it also exits when the parent goes)."""
+        with self._lock:
+            try:
+                if self._conn is not None:
+                    self._conn.send(None)
+            except (OSError, ValueError):
+                pass
+
+    def terminate(self) -> None:
+        """End the child now (a solve in progress is lost)."""
+        with self._lock:
+            self._end()
+
+    def _end(self) -> None:
+        if self._proc is not None and self._proc.is_alive():
+            self._proc.terminate()
+            self._proc.join(2.0)
+            if self._proc.is_alive():
+                self._proc.kill()
+                self._proc.join(2.0)
+        if self._conn is not None:
+            self._conn.close()
+        self._proc = self._conn = None
+
+    def _start(self) -> None:
+        import multiprocessing as mp
+
+        self._end()
+        ctx = mp.get_context("spawn")  # not fork: the parent runs threads and an event loop
+        self._conn, child = ctx.Pipe()
+        self._proc = ctx.Process(target=_serve_plans, args=(child, self._planner), name=self._name, daemon=True)
+        self._proc.start()
+        child.close()
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    """One re-plan's inputs, all taken on the event loop; the worker reads nothing else of the loop's."""
+
+    reason: str
+    now: datetime
+    mode: Mode
+    soc_pct: float
+    forecast: SiteForecast
+    commitments: tuple[Commitment, ...]
+    price_source: str
+    weather_source: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Asked:
+    """What the latest submitted job planned for: its slot and mode (the re-plan triggers compare with it)."""
+
+    slot: datetime
+    mode: Mode
+
+
+@dataclass(slots=True)
+class WorkerStats:
+    """The planning worker's work so far: jobs run, plans made, jobs that made none; CPU [s] of the worker
+    thread (``time.thread_time``: with a thread worker, all the planning) and of the child process (a process
+    worker's planning); wall time spent in jobs [s] and the longest job [ms]."""
+
+    jobs: int = 0
+    plans: int = 0
+    failures: int = 0
+    thread_cpu_s: float = 0.0
+    process_cpu_s: float = 0.0
+    busy_s: float = 0.0
+    max_job_ms: float = 0.0
+
+    @property
+    def cpu_s(self) -> float:
+        """All the CPU planning took [s]."""
+        return self.thread_cpu_s + self.process_cpu_s
+
+
+_NO_INFO = {"reason": None, "price_source": None, "weather_source": None, "created_at": None, "status": None,
+            "fallback": None, "solve_ms": None}
+
+
+@dataclass(frozen=True, slots=True)
+class _Result:
+    plan: Plan
+    info: dict[str, Any]
+
+
 class OptimizerPlanSource:
-    """PlanSource for :class:`ems.gateway.daemon.EdgeDaemon` backed by the Pyomo/HiGHS planner.
+    """PlanSource for :class:`ems.gateway.daemon.EdgeDaemon`: the Pyomo/HiGHS planner in a worker.
 
     Forecasts come from a :class:`~optimizer.forecaster.HallForecaster` fed
     with each finished slot's measured load and PV (:class:`SlotMeans`): it
     learns the hall's profile and corrects the day's weather as it goes.
 
+    prices: where the slot prices come from (default: :func:`synthetic_prices`
+    with the site simulator's seed); weather: the day-ahead PV weather factor
+    (default: :func:`typical_weather`).  Both are called on the event loop
+    when a re-plan is submitted; a provider that raises is replaced by the
+    default for that plan, and the plan's ``plan_info`` says so.
     horizon_slots: slots planned ahead (48 = one day of 30-minute slots);
     deviation_w [W] and deviation_s [s]: a measured net load further than
-    this from the plan's for this long triggers a re-plan.
+    this from the plan's for this long triggers a re-plan.  planner: what
+    makes the plan (default: a :class:`~optimizer.planner.SitePlanner`).
+    worker: "thread" (the planner runs in the worker thread, in this
+    process) or "process" (in a child process, see :class:`ProcessPlanner`;
+    the planner is pickled into it, so an injected one must pickle).
+
+    Call :meth:`aclose` when done: it stops the worker.
     """
 
     def __init__(self, site: SiteConfig, *, slot_minutes: int = 30, horizon_slots: int = 48,
-                 prices: PriceSource | None = None, settings: PlanSettings = PlanSettings(),
-                 weather_factor: float | None = None, deviation_w: float | None = None,
-                 deviation_s: float = 300.0, state_dir: str | Path | None = None):
+                 prices: PriceProvider | None = None, weather: WeatherProvider | None = None,
+                 settings: PlanSettings = PlanSettings(), deviation_w: float | None = None,
+                 deviation_s: float = 300.0, state_dir: str | Path | None = None, planner: Planner | None = None,
+                 worker: str = "thread"):
+        if worker not in ("thread", "process"):
+            raise ValueError(f"worker must be 'thread' or 'process', not {worker!r}")
         self.site = site
         self.slot = timedelta(minutes=slot_minutes)
         self.horizon_slots = horizon_slots
-        self.prices = prices or synthetic_prices(site.simulator.seed if site.simulator else 0)
-        self.planner = SitePlanner(site.safety_policy(), settings, site.id)
+        self._default_prices = synthetic_prices(site.simulator.seed if site.simulator else 0)
+        self._default_weather = typical_weather(site)
+        self.prices: PriceProvider = prices or self._default_prices
+        self.weather: WeatherProvider = weather or self._default_weather
+        self.settings = settings
+        self.policy = site.safety_policy()
+        self.worker = worker
+        # The worker thread's only planner (never called on the loop); a process worker wraps it.
+        self.planner: Planner = planner or SitePlanner(self.policy, settings, site.id)
+        self._remote = ProcessPlanner(self.planner, f"planner-{site.id}") if worker == "process" else None
         self.profile = hall_profile(site)
-        self.forecaster = HallForecaster(self.profile, self.slot)
+        self.forecaster = HallForecaster(self.profile, self.slot)  # the event loop's alone
         self._slot_means = SlotMeans(self.slot, has_pv=site.device(Nature.PV) is not None,
                                      is_dark=self._is_dark)
         self.history_file = history_path(state_dir, site.id) if state_dir is not None else None
         self._restored = False
         self._dark_minute: tuple[datetime, bool] | None = None
-        cloud = site.simulator.cloud_factor if site.simulator else 0.2
-        self.weather_factor = weather_factor if weather_factor is not None else 1.0 - cloud
         self.deviation_w = deviation_w if deviation_w is not None else 0.5 * site.inverter.rated_w
         self.deviation_s = deviation_s
-        self.plan: Plan | None = None
-        self.plans_made = 0
-        self.last_reason = ""
+        # Loop side (touched by the event loop only).
         self._commitments: tuple[Commitment, ...] = ()
-        self._dirty = True
+        self._dirty_reason: str | None = None
+        self._asked: _Asked | None = None
         self._deviating_since: datetime | None = None
+        self._input_errors: set[str] = set()  # logged once each
+        # Shared with the worker thread: only behind _cond (its lock).
+        self._cond = threading.Condition()
+        self._pending: _Job | None = None
+        self._running = False
+        self._closed = False
+        self._latest: _Result | None = None
+        self._retry_at = 0.0  # time.monotonic() before which a failed re-plan is not retried on its own
+        self._stats = WorkerStats()
+        self._recent: deque[tuple[float, float]] = deque(maxlen=256)
+        self._thread: threading.Thread | None = None
 
-    # -- inputs from the daemon -------------------------------------------------------
+    # -- inputs from the daemon (event loop) ------------------------------------------
     def set_commitments(self, commitments: Sequence[Commitment]) -> None:
         """Replace the dispatch commitments (leases); the next cycle re-plans."""
         self._commitments = tuple(commitments)
-        self._dirty = True
+        self._dirty_reason = "commitments changed"
 
     @property
     def commitments(self) -> tuple[Commitment, ...]:
@@ -224,13 +478,84 @@ class OptimizerPlanSource:
         self._slot_means.max_age_s = max_age_s
 
     def invalidate(self, why: str) -> None:
-        """Force a re-plan at the next cycle (e.g. a mode change)."""
-        self._dirty = True
-        self.last_reason = why
+        """Re-plan at the next cycle (e.g. a mode change, new weather); ``why`` becomes the plan's reason."""
+        self._dirty_reason = why
 
-    # -- the PlanSource protocol -------------------------------------------------------
+    # -- what the worker made (any thread) --------------------------------------------
+    @property
+    def plan(self) -> Plan | None:
+        """The latest finished plan, or None before the first."""
+        with self._cond:
+            return self._latest.plan if self._latest else None
+
+    @property
+    def plan_info(self) -> dict[str, Any]:
+        """What the latest plan was made from and how (JSON-ready): reason, price_source, weather_source,
+        created_at (ISO 8601), status, fallback, solve_ms [ms]; all None before the first plan."""
+        with self._cond:
+            return dict(self._latest.info) if self._latest else dict(_NO_INFO)
+
+    @property
+    def last_reason(self) -> str:
+        """Why the latest plan was made ("" before the first)."""
+        return self.plan_info["reason"] or ""
+
+    @property
+    def plans_made(self) -> int:
+        """Plans the worker has finished (fallback plans included)."""
+        with self._cond:
+            return self._stats.plans
+
+    @property
+    def worker_stats(self) -> WorkerStats:
+        """A copy of the worker's figures (jobs, plans, failures, CPU [s], busy [s], longest job [ms])."""
+        with self._cond:
+            return copy.copy(self._stats)
+
+    @property
+    def recent_jobs(self) -> list[tuple[float, float]]:
+        """(start, end) of the latest 256 jobs on ``time.perf_counter`` [s] (benchmarks: what overlapped them)."""
+        with self._cond:
+            return list(self._recent)
+
+    @property
+    def busy(self) -> bool:
+        """True while a re-plan is running or queued."""
+        with self._cond:
+            return self._running or self._pending is not None
+
+    def wait_idle(self, timeout_s: float = 30.0) -> bool:
+        """Block until no re-plan is running or queued; False on time-out.
+
+        For tests and tools outside the event loop: never call it on the loop.
+        """
+        with self._cond:
+            return self._cond.wait_for(lambda: not (self._running or self._pending), timeout_s)
+
+    async def aclose(self, timeout_s: float = 3.0) -> None:
+        """Stop the worker: drop a queued job, wait up to ``timeout_s`` [s] for a running one, then abandon it
+        (its plan is thrown away; a process worker is ended, a thread is left to finish as a daemon thread).
+        The latest plan stays readable; no new plans are made."""
+        with self._cond:
+            self._closed = True
+            self._pending = None
+            self._cond.notify_all()
+        thread = self._thread
+        if self._remote is not None:
+            self._remote.stop()
+        deadline = time.monotonic() + timeout_s
+        while thread is not None and thread.is_alive() and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        if self._remote is not None:
+            while self._remote.alive and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+            self._remote.terminate()  # ends a solve still running: the worker thread's recv then returns
+        elif thread is not None and thread.is_alive():
+            log.warning("%s: the planning worker is still solving after %.1f s; abandoned", self.site.id, timeout_s)
+
+    # -- the PlanSource protocol (event loop) -----------------------------------------
     def setpoint_at(self, snap: SiteSnapshot, mode: Mode) -> tuple[float, str] | None:
-        """Requested setpoint [W] and why, or None to let the rule decide."""
+        """Requested setpoint [W] and why, or None to let the rule decide.  Never waits for a solve."""
         if mode not in PLANNED_MODES or snap.battery is None:
             return None
         now = snap.time
@@ -238,10 +563,14 @@ class OptimizerPlanSource:
         self._drop_lapsed(now)
         why = self._replan_reason(snap, mode)
         if why:
-            self._replan(snap, mode, why)
+            self._asked = _Asked(slot_start(now, self.slot), mode)
+            self._dirty_reason = None
+            job = self._capture(snap, mode, why)
+            if job is not None:
+                self._submit(job)
         plan = self.plan
-        if plan is None:
-            return None
+        if plan is None or plan.mode != mode.value:
+            return None  # no plan yet, or the one for this mode is on its way: the rule decides meanwhile
         try:
             i = plan.slot_index(now)
         except PlanExpired:
@@ -255,7 +584,7 @@ class OptimizerPlanSource:
             return w, f"{tag}: battery {plan_w:.0f} W planned, {w - plan_w:+.0f} W for the forecast error"
         return plan_w, f"{tag}: battery {plan_w:.0f} W"
 
-    # -- internals ---------------------------------------------------------------------
+    # -- internals: learning (event loop) ----------------------------------------------
     def _is_dark(self, t: datetime) -> bool:
         """No sun on the panels at ``t``: a sleeping inverter's silence then means 0 W, not unknown.
 
@@ -314,27 +643,41 @@ class OptimizerPlanSource:
         live = tuple(c for c in self._commitments if c.end > now)
         if live != self._commitments:
             self._commitments = live
-            self._dirty = True
+            self._dirty_reason = "a dispatch lease lapsed"
 
+    # -- internals: when to re-plan, and with what (event loop) ------------------------
     def _replan_reason(self, snap: SiteSnapshot, mode: Mode) -> str:
-        plan, now = self.plan, snap.time
-        if plan is None:
+        """Why a re-plan is due now ("" if none).  New slot and mode compare with the latest *submitted* job,
+        so a job in flight is not asked for again; expiry and deviation look at the latest finished plan."""
+        now, asked = snap.time, self._asked
+        with self._cond:
+            if self._closed:
+                return ""
+            busy = self._running or self._pending is not None
+            plan = self._latest.plan if self._latest else None
+            retry_later = time.monotonic() < self._retry_at
+        if asked is None:
             return "first plan"
-        if self._dirty:
-            return self.last_reason or "inputs changed"
-        if plan.mode != mode.value:
+        if self._dirty_reason is not None:
+            return self._dirty_reason or "inputs changed"
+        if asked.mode is not mode:
             return f"mode is now {mode.value}"
-        if not plan.is_valid_at(now):
-            return "plan expired"
-        if slot_start(now, self.slot) > slot_start(plan.created_at, self.slot):
+        if not busy and not retry_later and (plan is None or not plan.is_valid_at(now)):
+            return "no plan yet" if plan is None else "plan expired"
+        if slot_start(now, self.slot) > asked.slot:
             return "new slot"
+        if busy or plan is None or plan.mode != mode.value:
+            return ""  # what is being planned has the latest slot and mode; deviation is judged on its plan
         return self._deviation_reason(snap, plan)
 
     def _deviation_reason(self, snap: SiteSnapshot, plan: Plan) -> str:
         net = snap.net_load_w
         if net is None:
             return ""
-        i = plan.slot_index(snap.time)
+        try:
+            i = plan.slot_index(snap.time)
+        except PlanExpired:
+            return ""
         planned_net = float(plan.grid_import_w[i] - plan.grid_export_w[i] + plan.battery_w[i])
         if abs(net - planned_net) <= self.deviation_w:
             self._deviating_since = None
@@ -347,18 +690,135 @@ class OptimizerPlanSource:
             return f"net load {net:.0f} W far from the plan's {planned_net:.0f} W"
         return ""
 
-    def _replan(self, snap: SiteSnapshot, mode: Mode, why: str) -> None:
+    def _capture(self, snap: SiteSnapshot, mode: Mode, why: str) -> _Job | None:
+        """The job: prices and weather from the providers, the forecast (~0.5 ms, a day's first ~2 ms), SoC,
+        commitments, all taken now on the loop.  None (logged, retried later) if the forecast cannot be made."""
         start = slot_start(snap.time, self.slot)
         times = [start + k * self.slot for k in range(self.horizon_slots)]
-        buy, sell = self.prices.prices(times)
-        forecast = self.forecaster.forecast(times, buy, sell, weather_factor=self.weather_factor)
+        prices = self._ask("prices", lambda: self.prices.prices(times), lambda: self._default_prices.prices(times))
+        weather, weather_source = self._weather_per_slot(times)
+        try:
+            forecast = self.forecaster.forecast(times, prices.buy, prices.sell, weather_factor=weather)
+        except ValueError as exc:  # e.g. a provider's NaN price: SiteForecast names the field
+            self._log_input_error("forecast", exc)
+            with self._cond:
+                self._retry_at = time.monotonic() + RETRY_AFTER_FAILURE_S
+            return None
         soc = min(100.0, max(0.0, snap.battery.soc_pct))
         commitments = self._commitments if mode is Mode.VPP else ()
-        self.plan = self.planner.plan(forecast, soc, mode.value, now=snap.time, commitments=commitments)
-        self.plans_made += 1
-        self._dirty = False
-        self.last_reason = why
-        p = self.plan
-        level = logging.WARNING if p.fallback else logging.DEBUG
-        log.log(level, "%s: re-planned (%s): %s, %.1f ms solve, shortfall %.0f Wh%s", self.site.id, why,
-                p.status.value, p.solve_ms, p.reserve_shortfall_wh, f"; {p.message}" if p.message else "")
+        return _Job(why, snap.time, mode, soc, forecast, commitments, prices.source, weather_source)
+
+    def _weather_per_slot(self, times: Sequence[datetime]) -> tuple[np.ndarray, str]:
+        """The provider's factor for each local (JST) day the horizon touches, per slot, and the source(s)."""
+        factors, sources, by_day = np.empty(len(times)), [], {}
+        for i, t in enumerate(times):
+            day = t.astimezone(JST).date()
+            if day not in by_day:
+                by_day[day] = self._ask("weather", lambda: self.weather.weather_factor(t),
+                                        lambda: self._default_weather.weather_factor(t))
+                if by_day[day][1] not in sources:
+                    sources.append(by_day[day][1])
+            factors[i] = by_day[day][0]
+        return np.clip(factors, 0.0, 1.0), " + ".join(sources)
+
+    def _ask(self, what: str, ask: Callable[[], Any], default: Callable[[], Any]) -> Any:
+        """``ask()``, or the built-in default when the provider breaks its promise not to raise (logged once
+        per distinct error; the plan's source then names the default and the failure)."""
+        try:
+            return ask()
+        except Exception as exc:  # noqa: BLE001 - whatever a provider raises, the plan is made
+            self._log_input_error(f"{what} provider", exc)
+            text = f"{exc.__class__.__name__}: {exc}"
+            got = default()
+            if isinstance(got, SlotPrices):
+                return SlotPrices(got.buy, got.sell, f"{got.source} (provider failed: {text})")
+            return got[0], f"{got[1]} (provider failed: {text})"
+
+    def _log_input_error(self, what: str, exc: Exception) -> None:
+        text = f"{what}: {exc.__class__.__name__}: {exc}"
+        if text not in self._input_errors:
+            self._input_errors.add(text)
+            log.error("%s: %s (the default is used or the re-plan waits)", self.site.id, text)
+
+    def _submit(self, job: _Job) -> None:
+        """Queue ``job`` for the worker (replacing a queued one: the latest inputs win) and start the worker."""
+        with self._cond:
+            if self._closed:
+                return
+            self._pending = job
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._work, name=f"planner-{self.site.id}", daemon=True)
+                self._thread.start()
+            self._cond.notify_all()
+
+    # -- internals: the worker thread ------------------------------------------------------
+    def _work(self) -> None:
+        """The worker: take the queued job, make its plan, publish it; until closed."""
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._pending is not None or self._closed)
+                if self._closed:
+                    return
+                job, self._pending = self._pending, None
+                self._running = True
+            cpu0, wall0 = time.thread_time(), time.perf_counter()
+            child_cpu0 = self._remote.cpu_s if self._remote is not None else 0.0
+            result: _Result | None = None
+            try:
+                result = self._make_plan(job)
+            except Exception:  # noqa: BLE001 - the worker must survive anything a job does
+                log.exception("%s: re-plan (%s) failed; keeping the previous plan", self.site.id, job.reason)
+            wall1 = time.perf_counter()
+            job_ms = (wall1 - wall0) * 1e3
+            with self._cond:
+                s = self._stats
+                s.jobs += 1
+                s.thread_cpu_s += time.thread_time() - cpu0
+                s.process_cpu_s += self._remote.cpu_s - child_cpu0 if self._remote is not None else 0.0
+                self._recent.append((wall0, wall1))
+                s.busy_s += job_ms / 1e3
+                s.max_job_ms = max(s.max_job_ms, job_ms)
+                if result is None:
+                    s.failures += 1
+                    self._retry_at = time.monotonic() + RETRY_AFTER_FAILURE_S
+                elif not self._closed:
+                    s.plans += 1
+                    self._latest = result
+                self._running = False
+                self._cond.notify_all()
+            if result is not None:
+                p = result.plan
+                log.log(logging.WARNING if p.fallback else logging.DEBUG,
+                        "%s: re-planned (%s): %s, %.1f ms solve, %.1f ms in all, shortfall %.0f Wh%s", self.site.id,
+                        job.reason, p.status.value, p.solve_ms, job_ms, p.reserve_shortfall_wh,
+                        f"; {p.message}" if p.message else "")
+
+    def _make_plan(self, job: _Job) -> _Result:
+        """Plan ``job`` (worker thread); a planner that raises (or a planner process that died) gives the
+        rule-based plan, flagged as the fallback."""
+        try:
+            if self._remote is not None:
+                plan = self._remote.plan(job.forecast, job.soc_pct, job.mode.value, now=job.now,
+                                         commitments=job.commitments)
+            else:
+                with _PLAN_LOCK:
+                    plan = self.planner.plan(job.forecast, job.soc_pct, job.mode.value, now=job.now,
+                                             commitments=job.commitments)
+        except Exception as exc:  # noqa: BLE001 - always publish a plan
+            with self._cond:
+                closing = self._closed
+            if not closing:
+                log.error("%s: the planner raised %s: %s; following the rule-based plan", self.site.id,
+                          exc.__class__.__name__, exc, exc_info=self._remote is None)
+            plan = self._rule_plan(job, f"planner raised {exc.__class__.__name__}: {exc}")
+        info = {"reason": job.reason, "price_source": job.price_source, "weather_source": job.weather_source,
+                "created_at": plan.created_at.isoformat(), "status": plan.status.value, "fallback": plan.fallback,
+                "solve_ms": round(float(plan.solve_ms), 3)}
+        return _Result(plan, info)
+
+    def _rule_plan(self, job: _Job, why: str) -> Plan:
+        """The rule-based plan over the job's forecast, flagged as the fallback (like the planner's own on a
+        solver failure)."""
+        run = prepare_run(job.forecast, self.policy, job.soc_pct, job.mode.value, self.settings, job.commitments)
+        return assemble_plan(rule_schedule(run), run, PlanStatus.FALLBACK, site_id=self.site.id, now=job.now,
+                             objective=None, build_ms=0.0, solve_ms=0.0, message=f"rule-based fallback: {why}")

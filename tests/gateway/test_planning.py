@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -26,6 +27,27 @@ T0 = datetime(2026, 11, 22, 1, 5, tzinfo=timezone.utc)  # 10:05 JST
 @pytest.fixture(scope="module")
 def site():
     return load_fleet(ROOT / "config" / "fleet.yaml").site("hall-02")
+
+
+@pytest.fixture
+def new_source():
+    """OptimizerPlanSource(site, **kw), its worker stopped after the test."""
+    made: list[OptimizerPlanSource] = []
+
+    def make(site, **kw) -> OptimizerPlanSource:
+        made.append(OptimizerPlanSource(site, **kw))
+        return made[-1]
+
+    yield make
+    for src in made:
+        asyncio.run(src.aclose())
+
+
+def settled(src: OptimizerPlanSource, s: SiteSnapshot, mode: Mode):
+    """setpoint_at, then wait for the re-plan it may have started and ask again: the answer with that plan."""
+    src.setpoint_at(s, mode)
+    assert src.wait_idle(30.0), "the planning worker did not finish"
+    return src.setpoint_at(s, mode)
 
 
 def snap(t: datetime, soc: float = 50.0, battery_w: float = 0.0, grid_w: float = 500.0) -> SiteSnapshot:
@@ -61,56 +83,59 @@ def test_self_use_charges_only_what_would_be_exported():
     assert self_use_setpoint(3000.0, 0.0, 1000.0, 2000.0, 800.0) == 1800.0
 
 
-def test_replans_at_slot_boundaries_and_mode_changes_only(site):
-    src = OptimizerPlanSource(site)
-    assert src.setpoint_at(snap(T0), Mode.VPP) is not None
+def test_replans_at_slot_boundaries_and_mode_changes_only(site, new_source):
+    src = new_source(site, deviation_w=1e9)  # snap()'s fixed 500 W import would be a deviation from any plan
+    assert src.setpoint_at(snap(T0), Mode.VPP) is None, "no plan yet (the worker is making it): the rule decides"
+    assert settled(src, snap(T0), Mode.VPP) is not None
     assert src.plans_made == 1 and src.plan.status.value.startswith("optimal")
-    src.setpoint_at(snap(T0 + timedelta(minutes=10)), Mode.VPP)
+    assert src.last_reason == "first plan"
+    settled(src, snap(T0 + timedelta(minutes=10)), Mode.VPP)
     assert src.plans_made == 1, "same slot, nothing changed: no re-plan"
-    src.setpoint_at(snap(slot_start(T0, src.slot) + src.slot), Mode.VPP)
+    settled(src, snap(slot_start(T0, src.slot) + src.slot), Mode.VPP)
     assert src.plans_made == 2 and src.last_reason == "new slot"
-    w, why = src.setpoint_at(snap(slot_start(T0, src.slot) + src.slot + timedelta(minutes=1)),
-                             Mode.DISASTER_RESERVE)
+    w, why = settled(src, snap(slot_start(T0, src.slot) + src.slot + timedelta(minutes=1)), Mode.DISASTER_RESERVE)
     assert src.plans_made == 3 and "disaster_reserve" in src.last_reason
     assert w < 0, f"disaster_reserve charges: {w} W ({why})"
 
 
-def test_manual_safe_and_islanded_follow_the_rule(site):
-    src = OptimizerPlanSource(site)
+def test_manual_safe_and_islanded_follow_the_rule(site, new_source):
+    src = new_source(site)
     for mode in (Mode.MANUAL, Mode.SAFE, Mode.ISLANDED):
         assert src.setpoint_at(snap(T0), mode) is None
-    assert src.plans_made == 0
+    assert src.wait_idle(1.0) and src.plans_made == 0
 
 
-def test_dispatch_lease_enters_the_plan_and_lapses(site):
-    src = OptimizerPlanSource(site)
+def test_dispatch_lease_enters_the_plan_and_lapses(site, new_source):
+    src = new_source(site)
     start = slot_start(T0, src.slot) + 6 * src.slot  # 13:00 JST
     lease = Commitment(start, start + 2 * src.slot, 4000.0, id="d-1")
     src.set_commitments([lease])
-    src.setpoint_at(snap(T0, soc=80.0), Mode.VPP)
+    settled(src, snap(T0, soc=80.0), Mode.VPP)
     i = src.plan.slot_of(start)
     assert src.plan.battery_w[i] == pytest.approx(4000.0, abs=1.0), "the plan delivers the committed output"
-    src.setpoint_at(snap(start + 2 * src.slot + timedelta(minutes=1), soc=60.0), Mode.VPP)
+    settled(src, snap(start + 2 * src.slot + timedelta(minutes=1), soc=60.0), Mode.VPP)
     assert src.commitments == (), "the lease lapsed at its end"
+    assert src.plan.slot_of(start + 2 * src.slot) == 0, "re-planned from the lapse on"
 
 
-def test_solver_failure_gives_a_flagged_rule_plan_and_still_a_setpoint(site):
+def test_solver_failure_gives_a_flagged_rule_plan_and_still_a_setpoint(site, new_source):
     from optimizer.planner import SitePlanner
     from tests.optimizer.test_planner import FailingSolver
 
-    src = OptimizerPlanSource(site)
-    src.planner = SitePlanner(site.safety_policy(), site_id=site.id, solver_factory=FailingSolver)
-    got = src.setpoint_at(snap(T0), Mode.VPP)
+    src = new_source(site, planner=SitePlanner(site.safety_policy(), site_id=site.id, solver_factory=FailingSolver))
+    got = settled(src, snap(T0), Mode.VPP)
     assert got is not None
     assert src.plan.fallback and "fallback" in got[1]
+    assert src.plan_info["fallback"] is True and src.plan_info["status"] == "fallback"
 
 
-def test_expired_plan_is_replaced(site):
-    src = OptimizerPlanSource(site)
-    src.setpoint_at(snap(T0), Mode.VPP)
+def test_expired_plan_is_replaced(site, new_source):
+    src = new_source(site)
+    settled(src, snap(T0), Mode.VPP)
     later = src.plan.expires_at + timedelta(seconds=1)
-    assert src.setpoint_at(snap(later), Mode.VPP) is not None
-    assert src.plans_made == 2 and src.plan.is_valid_at(later)
+    assert src.setpoint_at(snap(later), Mode.VPP) is None, "the expired plan is not followed while re-planning"
+    assert settled(src, snap(later), Mode.VPP) is not None
+    assert src.plans_made == 2 and src.plan.is_valid_at(later) and src.last_reason == "plan expired"
 
 
 def metered(t: datetime, load_w: float, pv_w: float, battery_w: float = 0.0, age_s: float = 0.0) -> SiteSnapshot:
@@ -140,9 +165,9 @@ def test_slot_means_average_load_and_pv_and_skip_thin_or_stale_slots():
     assert means.add(metered(start + timedelta(minutes=126), 900, 0)) is None
 
 
-def test_the_daemons_forecaster_learns_the_hall_it_measures(site):
+def test_the_daemons_forecaster_learns_the_hall_it_measures(site, new_source):
     """A hall drawing 1.6× its configured profile: after three days the plans forecast that, not the configuration."""
-    src = OptimizerPlanSource(site)
+    src = new_source(site)
     t = _run_hall(src, site, days=3, factor=1.6)
     assert src.forecaster.load_model != "configured", src.forecaster.skill_w
     times = [slot_start(t, src.slot) + k * src.slot for k in range(48)]
@@ -158,21 +183,24 @@ def _run_hall(src: OptimizerPlanSource, site, days: int, factor: float,
         t = start + timedelta(minutes=m)
         load = factor * float(configured_load_w([slot_start(t, src.slot)], site.loads.base_w, site.loads.peak_w)[0])
         src.setpoint_at(metered(t, load, 0.0), Mode.VPP)
+        # Days pass here in milliseconds: let each re-plan finish, as it would within a real cycle (the
+        # worker forecasts under the forecaster's lock; a slot finished meanwhile would wait for a later call).
+        assert src.wait_idle(30.0)
     return t
 
 
-def test_what_was_learnt_survives_a_restart(site, tmp_path):
-    first = OptimizerPlanSource(site, state_dir=tmp_path)
+def test_what_was_learnt_survives_a_restart(site, tmp_path, new_source):
+    first = new_source(site, state_dir=tmp_path)
     t = _run_hall(first, site, days=3, factor=1.6)
-    again = OptimizerPlanSource(site, state_dir=tmp_path)
-    again.setpoint_at(metered(t + timedelta(minutes=10), 1000.0, 0.0), Mode.VPP)  # restores on its first snapshot
+    again = new_source(site, state_dir=tmp_path)
+    settled(again, metered(t + timedelta(minutes=10), 1000.0, 0.0), Mode.VPP)  # restores on its first snapshot
     assert again.forecaster.load_model == first.forecaster.load_model != "configured"
     times = [slot_start(t, first.slot) + k * first.slot for k in range(48)]
     np.testing.assert_allclose(again.forecaster.forecast(times, np.zeros(48), np.zeros(48)).load_w,
                                first.forecaster.forecast(times, np.zeros(48), np.zeros(48)).load_w, rtol=0.01)
 
 
-def test_a_damaged_history_file_keeps_its_good_lines_and_names_the_bad(site, tmp_path, caplog):
+def test_a_damaged_history_file_keeps_its_good_lines_and_names_the_bad(site, tmp_path, caplog, new_source):
     path = history_path(tmp_path, site.id)
     path.write_text("start,load_w,pv_w,critical_w,weather\n"
                     "2026-11-16T15:00:00+00:00,1200.0,0.0,,0.8\n"
@@ -186,15 +214,15 @@ def test_a_damaged_history_file_keeps_its_good_lines_and_names_the_bad(site, tmp
     assert [p.removeprefix(f"{path}:").split(":")[0] for p in problems] == ["3", "4", "5", "6"]
     assert "no UTC offset" in problems[0] and "load_w '-5'" in problems[1] and "not a number" in problems[2]
     with caplog.at_level("WARNING"):
-        src = OptimizerPlanSource(site, state_dir=tmp_path)
-        src.setpoint_at(metered(datetime(2026, 11, 16, 18, 5, tzinfo=timezone.utc), 1000.0, 0.0), Mode.VPP)
+        src = new_source(site, state_dir=tmp_path)
+        settled(src, metered(datetime(2026, 11, 16, 18, 5, tzinfo=timezone.utc), 1000.0, 0.0), Mode.VPP)
     assert len(src.forecaster.history()) == 2 and "line skipped" in caplog.text
     path.write_text("when,what\n1,2\n")
     assert load_history(path)[0] == [] and "header" in load_history(path)[1][0]
 
 
-def test_islanded_load_is_not_learnt(site):
-    src = OptimizerPlanSource(site)
+def test_islanded_load_is_not_learnt(site, new_source):
+    src = new_source(site)
     start = datetime(2026, 11, 16, 15, 0, tzinfo=timezone.utc)
     for m in range(0, 2 * 24 * 60, 10):
         src.setpoint_at(metered(start + timedelta(minutes=m), 200.0, 0.0), Mode.ISLANDED)
@@ -213,11 +241,11 @@ def test_a_sleeping_inverter_at_night_still_lets_the_load_be_learnt():
     assert day.add(metered(start + timedelta(minutes=31), 0, 0)) is None, "by day a silent inverter is unknown PV"
 
 
-def test_history_rows_from_a_clock_that_ran_fast_are_not_restored(site, tmp_path):
+def test_history_rows_from_a_clock_that_ran_fast_are_not_restored(site, tmp_path, new_source):
     path = history_path(tmp_path, site.id)
     path.write_text("start,load_w,pv_w,critical_w,weather\n"
                     "2026-11-16T15:00:00+00:00,1200.0,0.0,,0.8\n"
                     "2027-06-02T15:00:00+00:00,1200.0,0.0,,0.8\n")
-    src = OptimizerPlanSource(site, state_dir=tmp_path)
-    src.setpoint_at(metered(datetime(2026, 11, 16, 18, 5, tzinfo=timezone.utc), 1000.0, 0.0), Mode.VPP)
+    src = new_source(site, state_dir=tmp_path)
+    settled(src, metered(datetime(2026, 11, 16, 18, 5, tzinfo=timezone.utc), 1000.0, 0.0), Mode.VPP)
     assert [r[0].year for r in src.forecaster.history()] == [2026]
