@@ -7,12 +7,14 @@ reported as ``<file>: <field path>: <message>`` (see
 
 from __future__ import annotations
 
+import math
 import os
 from collections import Counter
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, ValidationInfo, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from devices.config import DeviceConfig, ModbusRtuTransport, ModbusTcpTransport, MqttTransport
 from devices.configfile import ConfigError, StrictModel, load_yaml_model
@@ -82,11 +84,22 @@ class LoadSpec(StrictModel):
 
 
 class ReserveSpec(StrictModel):
-    """Hours [h] of critical load the battery keeps, per mode; pv_pessimism [0..1] share of PV counted."""
+    """Hours [h] of critical load the battery keeps, per mode; pv_pessimism [0..1] share of PV counted.
+
+    h_disaster > 0 and h_vpp <= h_disaster; that the battery can hold them is
+    checked with the fleet (:func:`reserve_need_wh`).
+    """
 
     h_vpp: float = Field(default=4.0, ge=0, le=72)
     h_disaster: float = Field(default=12.0, ge=0, le=72)
     pv_pessimism: float = Field(default=0.0, ge=0, le=1)
+
+    @field_validator("h_disaster")
+    @classmethod
+    def _some_disaster_reserve(cls, v: float) -> float:
+        if v == 0:
+            raise ValueError("must be > 0 (the hours of critical load a shelter keeps for a disaster)")
+        return v
 
 
 class ControlSpec(StrictModel):
@@ -209,6 +222,51 @@ class SiteConfig(StrictModel):
         return next((d for d in self.devices if d.nature == nature), None)
 
 
+def reserve_need_wh(site: SiteConfig, slot_minutes: int, hours: float | None = None) -> float:
+    """Energy [Wh] the battery must give from storage to carry the site's critical load for
+    ``hours`` [h] (default: h_disaster), as the daemon reckons its reserve floor.
+
+    The daemon (:class:`ems.gateway.reserve_policy.ReservePolicy`) takes the
+    configured critical profile (more lighting at night,
+    :func:`optimizer.forecast.configured_critical_w`), no PV, and the site's
+    safety policy into :func:`optimizer.reserve.reserve_energy_wh` (the
+    R of :func:`optimizer.reserve.reserve_floor_wh`, the guard's and the
+    optimizer's floor).  The need depends on when the H hours start; this is
+    its mean over the start slots of a day.
+    """
+    from optimizer.forecast import configured_critical_w
+    from optimizer.reserve import reserve_energy_wh
+
+    policy = site.safety_policy()
+    h = site.reserve.h_disaster if hours is None else hours
+    slot = timedelta(minutes=slot_minutes)
+    slot_h = slot_minutes / 60.0
+    starts = 24 * 60 // slot_minutes
+    length = int(math.ceil(h / slot_h)) + 1
+    day = datetime(2025, 1, 6, tzinfo=timezone.utc)  # any day: the profile is the same every day
+    critical = [float(x) for x in configured_critical_w([day + k * slot for k in range(starts + length)],
+                                                        site.loads.critical_w, slot)]
+    needs = [reserve_energy_wh(critical[k:k + length], [0.0], slot_h, h, policy.discharge_efficiency,
+                               policy.pv_pessimism) for k in range(starts)]
+    return sum(needs) / len(needs)
+
+
+def reserve_problems(site: SiteConfig, slot_minutes: int, where: str) -> list[str]:
+    """A reserve the site cannot keep, as ``<where>.<field>: ...`` lines: h_vpp above h_disaster,
+    or h_disaster hours of critical load needing more energy than lies between soc_min and soc_max."""
+    r, b = site.reserve, site.battery
+    if r.h_vpp > r.h_disaster:
+        return [f"{where}.h_vpp: {r.h_vpp:g} h is more than h_disaster ({r.h_disaster:g} h)"]
+    policy = site.safety_policy()
+    usable = policy.max_energy_wh - policy.min_energy_wh
+    need = reserve_need_wh(site, slot_minutes)
+    if need > usable:
+        return [f"{where}.h_disaster: {r.h_disaster:g} h of critical load needs {need / 1000:.1f} kWh, "
+                f"the battery holds {usable / 1000:.1f} kWh usable ({b.capacity_wh / 1000:g} kWh between "
+                f"{b.soc_min_pct:g} % and {b.soc_max_pct:g} %)"]
+    return []
+
+
 class FleetSpec(StrictModel):
     """Fleet-wide settings: name, display timezone, market slot length [min], state folder, JEPX price area."""
 
@@ -232,6 +290,7 @@ class FleetConfig(StrictModel):
         sim_ports: dict[int, int] = {}
         endpoints: dict[tuple, str] = {}
         for i, site in enumerate(self.sites):
+            problems += reserve_problems(site, self.fleet.slot_minutes, f"sites[{i}].reserve")
             if site.id in seen_ids:
                 problems.append(f"sites[{i}].id: duplicate site id {site.id!r} (also sites[{seen_ids[site.id]}])")
             seen_ids.setdefault(site.id, i)

@@ -150,7 +150,29 @@ def _state_dir_is_a_file(path: Path) -> str:
     return rf"{re.escape(str(path))}: fleet\.state_dir: {re.escape(str(taken))} exists and is not a folder"
 
 
+def _set(path: Path, section: str, **values) -> None:
+    """Update ``fleet`` or the one site (``site``, or a sub-mapping such as ``reserve``) of the file."""
+    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    target = doc["fleet"] if section == "fleet" else doc["sites"][0] if section == "site" \
+        else doc["sites"][0].setdefault(section, {})
+    target.update(values)
+    path.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
+
+
+def _reserve_too_big(path: Path) -> str:
+    _set(path, "reserve", h_disaster=72)
+    return (rf"{re.escape(str(path))}: sites\[0\]\.reserve\.h_disaster: 72 h of critical load needs 68\.2 kWh, "
+            r"the battery holds 12\.8 kWh usable \(15 kWh between 10 % and 95 %\)")
+
+
+def _no_disaster_reserve(path: Path) -> str:
+    _set(path, "reserve", h_disaster=0)
+    return rf"{re.escape(str(path))}: sites\[0\]\.reserve\.h_disaster: must be > 0"
+
+
 HOSTILE = {
+    "72 h reserve on a 15 kWh hall": _reserve_too_big,
+    "0 h disaster reserve": _no_disaster_reserve,
     "state_dir is a file": _state_dir_is_a_file,
     "100,000 nested lists": _deep_fleet,
     "map with overlapping points": _overlapping_map,

@@ -266,3 +266,74 @@ def test_a_gateway_state_dir_that_is_itself_unwritable_is_refused(tmp_path, not_
     with pytest.raises(ConfigError) as info:
         load_gateway_config(path)
     assert info.value.problems == [f"{path}: state_dir: {locked} is not writable"]
+
+
+# -- item 13: a reserve the battery cannot hold ---------------------------------------------
+
+def reserve(i: int, **kw):
+    return lambda d: d["sites"][i].update(reserve=kw)
+
+
+def test_72_hours_on_a_15_kwh_hall_is_refused_with_the_figures(cfg_dir):
+    path = write(cfg_dir, reserve(1, h_disaster=72))
+    assert problems(path) == [
+        f"{path}: sites[1].reserve.h_disaster: 72 h of critical load needs 68.2 kWh, "
+        "the battery holds 12.8 kWh usable (15 kWh between 10 % and 95 %)"]
+
+
+def test_a_narrow_soc_window_that_cannot_hold_12_hours_is_refused(cfg_dir):
+    def narrow(d):
+        d["sites"][0]["battery"].update(soc_min_pct=40, soc_max_pct=60)
+    found = problems(write(cfg_dir, narrow))
+    assert len(found) == 1 and found[0].endswith(
+        "sites[0].reserve.h_disaster: 12 h of critical load needs 11.4 kWh, "
+        "the battery holds 3.0 kWh usable (15 kWh between 40 % and 60 %)"), found
+
+
+def test_the_discharge_efficiency_of_the_policy_counts(cfg_dir):
+    # 12 h × 900 W = 10.8 kWh: fits 12.75 kWh usable at 95 %, not at 80 % (13.5 kWh from storage)
+    load_fleet(write(cfg_dir))
+    found = problems(write(cfg_dir, lambda d: d["sites"][0]["battery"].update(discharge_efficiency=0.8)))
+    assert len(found) == 1 and "sites[0].reserve.h_disaster: 12 h of critical load needs 13.5 kWh" in found[0], found
+
+
+def test_the_figure_is_the_daemons_reserve_over_a_day(cfg_dir):
+    """The same critical profile and reserve function as the daemon's ReservePolicy, averaged
+    over every start slot of a day (more lighting at night, less by day)."""
+    from datetime import datetime, timedelta, timezone
+
+    from ems.config import reserve_need_wh
+    from ems.gateway.reserve_policy import ReservePolicy
+    from optimizer.reserve import reserve_energy_wh
+
+    site = load_fleet(write(cfg_dir)).sites[0]
+    policy = site.safety_policy()
+    rp = ReservePolicy(policy, site.loads.critical_w, 0.5)
+    start = datetime(2025, 1, 6, tzinfo=timezone.utc)
+    needs = []
+    for k in range(48):
+        critical, pv = rp.critical_forecast(start + k * timedelta(minutes=30))
+        needs.append(reserve_energy_wh(critical, pv, 0.5, 12, policy.discharge_efficiency, policy.pv_pessimism))
+    assert reserve_need_wh(site, 30) == pytest.approx(sum(needs) / len(needs), rel=1e-9)
+    assert min(needs) < reserve_need_wh(site, 30) < max(needs)
+
+
+def test_a_zero_hour_disaster_reserve_is_refused(cfg_dir):
+    path = write(cfg_dir, reserve(0, h_disaster=0))
+    assert problems(path) == [f"{path}: sites[0].reserve.h_disaster: must be > 0 "
+                              "(the hours of critical load a shelter keeps for a disaster)"]
+
+
+def test_a_vpp_reserve_longer_than_the_disaster_reserve_is_refused(cfg_dir):
+    path = write(cfg_dir, reserve(0, h_vpp=8, h_disaster=6))
+    assert problems(path) == [f"{path}: sites[0].reserve.h_vpp: 8 h is more than h_disaster (6 h)"]
+
+
+def test_a_negative_vpp_reserve_is_refused(cfg_dir):
+    path = write(cfg_dir, reserve(0, h_vpp=-1))
+    assert problems(path) == [f"{path}: sites[0].reserve.h_vpp: must be >= 0"]
+
+
+def test_the_shipped_fleet_still_loads():
+    fleet = load_fleet(REPO / "config" / "fleet.yaml")
+    assert all(s.reserve.h_disaster == 12 for s in fleet.sites)
