@@ -36,6 +36,12 @@ MAX_CLOCK_SKEW = timedelta(minutes=5)
 #: Largest power a command may ask for [W]: far above any hall, catches kW/W mix-ups.
 MAX_COMMAND_POWER_W = 1_000_000.0
 
+#: Largest command accepted [bytes]: a real one is well under 2 KiB (reasons are at most 500 characters).
+MAX_COMMAND_BYTES = 64 * 1024
+#: Deepest nesting of JSON objects and arrays accepted: a real command has 2 (envelope, payload).
+#: Checked before parsing, so a hostile document never reaches the recursive parser.
+MAX_NESTING = 8
+
 CommandId = Annotated[str, Field(pattern=r"^[A-Za-z0-9._:-]{1,64}$")]
 
 
@@ -132,17 +138,52 @@ def _problems(exc: ValidationError, prefix: str = "") -> str:
     return "; ".join(parts)
 
 
+def _too_deep(raw: bytes) -> bool:
+    """True if ``raw`` nests ``[``/``{`` (outside JSON strings) deeper than MAX_NESTING.  Linear, and
+    free for ordinary commands: only a document with more brackets than the limit is scanned."""
+    if raw.count(b"[") + raw.count(b"{") <= MAX_NESTING:
+        return False
+    depth = 0
+    in_string = escaped = False
+    for byte in raw:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            if depth > MAX_NESTING:
+                return True
+        elif byte in (0x5D, 0x7D):  # ] }
+            depth -= 1
+    return False
+
+
 def parse_command(raw: bytes | str, site: str, topic_kind: str | None, now: datetime,
                   max_lifetime: timedelta = MAX_LIFETIME, max_skew: timedelta = MAX_CLOCK_SKEW) -> Command:
     """Validate one command for ``site`` received on the topic of ``topic_kind`` at ``now`` (UTC).
 
     Raises CommandRefused naming the problem (with the command id and kind
-    when they could be read).
+    when they could be read).  Size and nesting are bounded before the JSON
+    is parsed (:data:`MAX_COMMAND_BYTES`, :data:`MAX_NESTING`).
     """
+    if len(raw) > MAX_COMMAND_BYTES:
+        raise CommandRefused("malformed", f"too large: {len(raw)} bytes (at most {MAX_COMMAND_BYTES})",
+                             kind=topic_kind)
+    if _too_deep(raw.encode("utf-8", "replace") if isinstance(raw, str) else bytes(raw)):
+        raise CommandRefused("malformed", f"not JSON of a command: nested deeper than {MAX_NESTING} levels",
+                             kind=topic_kind)
     try:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise CommandRefused("malformed", f"not JSON: {exc}", kind=topic_kind) from None
+    except RecursionError:  # cannot happen within MAX_NESTING; kept so that no input ends without an answer
+        raise CommandRefused("malformed", "not JSON of a command: nested too deeply", kind=topic_kind) from None
     if not isinstance(data, dict):
         raise CommandRefused("malformed", "not a JSON object", kind=topic_kind)
     raw_id = data.get("id") if isinstance(data.get("id"), str) and len(data.get("id")) <= 64 else None

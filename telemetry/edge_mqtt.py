@@ -315,33 +315,42 @@ class EdgeMqtt:
 
     # -- command path --------------------------------------------------------------------
     def _receive(self, topic: str, payload: bytes, redelivery: bool = False) -> None:
-        now = self._clock()
-        parsed = parse_topic(topic)
-        kind = parsed.kind if parsed and parsed.leaf == "cmd" and parsed.site == self.site else None
+        """One message on the site's command tree: validate, record, hand on.  Every path ends in an ack:
+        an unexpected exception (a bug, an input nobody foresaw) is acked as failed, code internal_error."""
+        now, kind, cmd = None, None, None
         try:
-            cmd = parse_command(payload, self.site, kind, now, self.max_lifetime, self.max_skew)
-            self.replay.record(cmd)
-        except ReplayStoreError as exc:
-            # Not recorded, so not executed (replay protection cannot be promised); the issuer may retry.
-            self.counts["storage_failed"] += 1
-            if self._store_failure is None:
-                log.error("%s: %s; refusing commands until it can", self.site, exc)
-            self._store_failure = str(exc)
-            self._deliver_ack(self._outcome_ack(cmd, "failed", code="storage_failed", error=str(exc)), cmd)
-            return
-        except CommandRefused as refusal:
-            if refusal.code == "replayed" and redelivery and refusal.original_ack:
-                # QoS 1 redelivery of a command already handled: repeat its ack, do not execute it again.
-                self.counts["redelivered"] += 1
-                self._client.publish(self.topics.ack, refusal.original_ack.encode(), qos=QOS_ACK)
+            now = self._clock()
+            parsed = parse_topic(topic)
+            kind = parsed.kind if parsed and parsed.leaf == "cmd" and parsed.site == self.site else None
+            try:
+                cmd = parse_command(payload, self.site, kind, now, self.max_lifetime, self.max_skew)
+                self.replay.record(cmd)
+            except ReplayStoreError as exc:
+                # Not recorded, so not executed (replay protection cannot be promised); the issuer may retry.
+                self.counts["storage_failed"] += 1
+                if self._store_failure is None:
+                    log.error("%s: %s; refusing commands until it can", self.site, exc)
+                self._store_failure = str(exc)
+                self._deliver_ack(self._outcome_ack(cmd, "failed", code="storage_failed", error=str(exc)), cmd)
                 return
-            self.counts["refused_" + refusal.code] += 1
-            log.warning("%s: refused command on %s: %s", self.site, topic, refusal)
-            self._deliver_ack(self._refusal(refusal, now), None)
-            return
-        if self._store_failure is not None:
-            log.info("%s: the command replay store records commands again", self.site)
-            self._store_failure = None
+            except CommandRefused as refusal:
+                if refusal.code == "replayed" and redelivery and refusal.original_ack:
+                    # QoS 1 redelivery of a command already handled: repeat its ack, do not execute it again.
+                    self.counts["redelivered"] += 1
+                    self._client.publish(self.topics.ack, refusal.original_ack.encode(), qos=QOS_ACK)
+                    return
+                self.counts["refused_" + refusal.code] += 1
+                log.warning("%s: refused command on %s: %s", self.site, topic, str(refusal)[:500])
+                self._deliver_ack(self._refusal(refusal, now), None)
+                return
+            if self._store_failure is not None:
+                log.info("%s: the command replay store records commands again", self.site)
+                self._store_failure = None
+            self._hand_on(cmd, now)
+        except Exception as exc:
+            self._internal_error(exc, topic, kind, cmd, now)
+
+    def _hand_on(self, cmd: Command, now: datetime) -> None:
         self.counts["accepted"] += 1
         if self._handler is None:
             self._deliver_ack(self._refusal(CommandRefused("unavailable", "the site has no command handler yet",
@@ -351,6 +360,23 @@ class EdgeMqtt:
             asyncio.run_coroutine_threadsafe(self._execute(cmd), self._loop)
         else:
             self._execute_sync(cmd)
+
+    def _internal_error(self, exc: Exception, topic: str, kind: str | None, cmd: Command | None,
+                        now: datetime | None) -> None:
+        log.error("%s: could not handle the command on %s", self.site, topic, exc_info=exc)
+        self.counts["internal_error"] += 1
+        error = f"the site could not handle the command: {type(exc).__name__}: {exc}"[:500]
+        try:
+            try:
+                at = self._clock()
+            except Exception:  # the clock itself may be what failed
+                at = _utcnow()
+            received = now if isinstance(now, datetime) and now.tzinfo is not None else at
+            ack = Ack(command_id=cmd.id if cmd else None, site=self.site, kind=cmd.kind if cmd else kind,
+                      status="failed", code="internal_error", error=error, received_at=received, acked_at=at)
+            self._deliver_ack(ack, cmd)
+        except Exception:
+            log.exception("%s: could not even send an error ack for the command on %s", self.site, topic)
 
     def _refusal(self, r: CommandRefused, received_at: datetime) -> Ack:
         return Ack(command_id=r.command_id, site=self.site, kind=r.kind, status="refused", code=r.code,
@@ -369,9 +395,12 @@ class EdgeMqtt:
         if self._audit is None:
             return
         if self._loop is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self._safe_audit, cmd, ack)
-        else:
-            self._safe_audit(cmd, ack)
+            try:
+                self._loop.call_soon_threadsafe(self._safe_audit, cmd, ack)
+                return
+            except RuntimeError:  # the loop closed meanwhile (shutting down): audit here
+                pass
+        self._safe_audit(cmd, ack)
 
     def _safe_audit(self, cmd: Command | None, ack: Ack) -> None:
         try:

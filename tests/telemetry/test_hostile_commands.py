@@ -9,16 +9,19 @@ import json
 import os
 import sqlite3
 import uuid
+from datetime import datetime, timezone
 
 import pytest
 
+from telemetry import commands
 from telemetry.central_mqtt import CentralMqtt
-from telemetry.commands import new_command
+from telemetry.commands import CommandRefused, new_command, parse_command
 from telemetry.edge_mqtt import COMMAND_STORE_FAILED, COMMAND_STORE_RECOVERED, EdgeMqtt
 from telemetry.fleet_state import FleetStateStore
 from telemetry.mosquitto_acl import acl_text, gateway_username
 from telemetry.mqtt_client import MqttSettings
-from tests.servers import MosquittoServer, random_password
+from tests.servers import MosquittoServer, random_password, wait_until
+from tests.telemetry.mqtt_helpers import RawClient
 
 SITE = "hall-01"
 
@@ -141,3 +144,101 @@ async def test_sqlite_full_is_a_storage_failure_too(broker, central, tmp_path):
         assert store_alarm(edge)[0] is True
     finally:
         await edge.aclose()
+
+
+# -- hostile documents and unexpected exceptions (item 8) -----------------------------------------
+
+@pytest.fixture
+def acks(broker):
+    """Every ack of the site as the central service's user sees it on the wire (also those without an id)."""
+    spy = RawClient(broker.port, "central", broker.passwords["central"])
+    assert not spy.subscribe(f"ems/v1/{SITE}/ack")[0].is_failure
+    yield lambda: [json.loads(p) for p in spy.on(f"ems/v1/{SITE}/ack")]
+    spy.close()
+
+
+async def wait_for_ack(acks, pred, timeout_s=20.0) -> dict:
+    found = await asyncio.to_thread(wait_until, lambda: [a for a in acks() if pred(a)], timeout_s,
+                                    what="the ack")
+    return found[-1]
+
+
+async def test_a_command_of_100000_nested_brackets_gets_an_error_ack(broker, central, acks, tmp_path):
+    edge = await start_edge(broker, tmp_path / "state")
+    try:
+        central.publish_raw(f"ems/v1/{SITE}/cmd/mode", b"[" * 100_000 + b"]" * 100_000)
+        deep = b'{"id": "c-deep", "payload": ' + b"[" * 20_000 + b"]" * 20_000 + b"}"  # under the size limit
+        central.publish_raw(f"ems/v1/{SITE}/cmd/mode", deep)
+        first = await wait_for_ack(acks, lambda a: "too large" in (a["error"] or ""))
+        assert (first["status"], first["code"], first["command_id"], first["kind"]) == \
+            ("refused", "malformed", None, "mode")
+        assert first["error"] == "too large: 200000 bytes (at most 65536)"
+        second = await wait_for_ack(acks, lambda a: "nested deeper" in (a["error"] or ""))
+        # refused before parsing, so without the id: a real command is never nested (the central checks it)
+        assert (second["status"], second["code"], second["command_id"]) == ("refused", "malformed", None)
+        # The gateway still takes commands.
+        ack = await asyncio.to_thread(send, central)
+        assert ack is not None and ack["status"] == "ok"
+    finally:
+        await edge.aclose()
+
+
+async def test_an_unexpected_exception_while_parsing_or_handling_still_gets_an_ack(broker, central, acks, tmp_path,
+                                                                                   monkeypatch):
+    import telemetry.edge_mqtt as edge_mqtt
+
+    edge = await start_edge(broker, tmp_path / "state")
+    try:
+        def broken_parser(*args, **kwargs):
+            raise KeyError("a bug in the parser")
+
+        with monkeypatch.context() as m:
+            m.setattr(edge_mqtt, "parse_command", broken_parser)
+            central.publish_raw(f"ems/v1/{SITE}/cmd/mode", b'{"id": "c-bug-1"}')
+            ack = await wait_for_ack(acks, lambda a: a["code"] == "internal_error")
+        assert (ack["status"], ack["command_id"], ack["kind"]) == ("failed", None, "mode")
+        assert ack["error"] == "the site could not handle the command: KeyError: 'a bug in the parser'"
+
+        def broken_record(cmd):
+            raise TypeError("a bug after parsing")
+
+        with monkeypatch.context() as m:
+            m.setattr(edge.replay, "record", broken_record)
+            ack = await asyncio.to_thread(send, central, command_id="c-bug-2")
+        assert ack is not None and (ack["status"], ack["code"]) == ("failed", "internal_error"), ack
+        assert "TypeError: a bug after parsing" in ack["error"]
+        assert edge.counts["internal_error"] == 2
+        ack = await asyncio.to_thread(send, central)  # and it goes on taking commands
+        assert ack is not None and ack["status"] == "ok"
+    finally:
+        await edge.aclose()
+
+
+# -- the parser's bounds, without a broker ---------------------------------------------------------
+
+NOW = datetime(2025, 9, 1, 12, 0, tzinfo=timezone.utc)
+
+
+def refusal(raw) -> CommandRefused:
+    with pytest.raises(CommandRefused) as info:
+        parse_command(raw, SITE, "mode", NOW)
+    return info.value
+
+
+def test_recursion_in_the_json_parser_is_a_refusal(monkeypatch):
+    monkeypatch.setattr(commands, "MAX_COMMAND_BYTES", 10**7)
+    monkeypatch.setattr(commands, "MAX_NESTING", 10**7)  # the pre-check off: the parser itself recurses too deep
+    r = refusal(b"[" * 100_000 + b"]" * 100_000)
+    assert r.code == "malformed" and "nested too deeply" in r.message
+
+
+def test_brackets_inside_strings_do_not_count_as_nesting():
+    env = new_command(SITE, "mode", {"mode": "vpp", "reason": "[[[[[[[[[[{{{{{{{{{{ \\\" [[[[[[[["}, "op", now=NOW)
+    cmd = parse_command(json.dumps(env), SITE, "mode", NOW)  # as text, too
+    assert cmd.payload.reason.startswith("[[[[")
+    assert refusal(b'{"a": "\\\\"' + b", [" * 9 + b"]" * 9 + b"}").message.endswith("deeper than 8 levels")
+
+
+def test_nesting_at_the_limit_is_parsed_and_refused_for_its_shape():
+    r = refusal(b'{"id": "c-1", "x": ' + b"[" * 7 + b"]" * 7 + b"}")
+    assert r.code == "malformed" and "nested" not in r.message and "x: Extra inputs" in r.message
