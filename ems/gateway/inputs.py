@@ -45,6 +45,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import threading
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
@@ -483,8 +484,9 @@ class MarketInputs:
                     log.warning("%s: %s (known prices live on in memory)", self.site_id, text)
 
     def _load_state(self) -> None:
-        """Restore the last known prices and weather; a bad file is logged (naming it and the field) and
-        ignored."""
+        """Restore the last known prices and weather.  A bad file is logged (naming it and the problem),
+        moved aside as ``market-<site>.json.corrupt-<UTC time>`` for a person to look at (the next save
+        would overwrite it) and ignored: the gateway starts without last known prices."""
         path = self.state_file
         try:
             raw = path.read_bytes()
@@ -496,10 +498,25 @@ class MarketInputs:
             return
         try:
             self._restore(json.loads(raw))
-        except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
-            log.warning("%s: %s: %s; starting without last known prices", self.site_id, path, exc)
+        except Exception as exc:  # any content at all: a cache must never stop the gateway
             self._batches, self._prices, self._weather, self._minutes = {}, {}, {}, set()
             self._last_central_at = None
+            log.warning("%s: %s: %s; %s; starting without last known prices", self.site_id, path,
+                        str(exc)[:300] or type(exc).__name__, self._move_aside())
+
+    def _move_aside(self) -> str:
+        path = self.state_file
+        stamp = self.clock().astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        moved = path.with_name(f"{path.name}.corrupt-{stamp}")
+        n = 1
+        while moved.exists():
+            n += 1
+            moved = path.with_name(f"{path.name}.corrupt-{stamp}-{n}")
+        try:
+            os.replace(path, moved)
+        except OSError as exc:
+            return f"could not be moved aside ({exc.strerror})"
+        return f"kept as {moved.name}"
 
     def _restore(self, data: Any) -> None:
         if not isinstance(data, dict) or data.get("version") != STATE_VERSION:

@@ -216,3 +216,43 @@ def test_edge_reports_a_recovered_replay_store_as_an_alarm_condition(tmp_path):
         assert not any(c.active for c in edge.alarm_conditions())
     finally:
         edge.replay.close()
+
+
+# -- the gateway's caches: market state (market-<site>.json) and forecaster history (history-<site>.csv) --
+
+MARKET_NOW = datetime(2026, 12, 7, 5, 0, tzinfo=timezone.utc)
+MARKET_STAMP = "20261207T050000Z"
+
+
+def market(state_dir: Path):
+    from ems.gateway.config import PricesSection, WeatherSection
+    from ems.gateway.inputs import MarketInputs
+
+    return MarketInputs(PricesSection(), WeatherSection(), site_id="hall-01", jepx_area="chugoku",
+                        area_code="3120100", state_dir=state_dir, clock=lambda: MARKET_NOW)
+
+
+def market_state(prices: bytes) -> bytes:
+    return (b'{"version": 1, "site": "hall-01", "jepx_area": "chugoku", "area_code": "3120100", '
+            b'"last_central_at": null, "batches": [{"id": 1, "kind": "central", "source": "x", '
+            b'"published_at": null, "received_at": "2026-12-07T05:00:00+00:00"}], '
+            b'"prices": [["2026-12-07T05:00:00+00:00", ' + prices + b', 30, 1]], "weather": []}')
+
+
+@pytest.mark.parametrize("content", [
+    b"[" * 100_000 + b"]" * 100_000,  # the JSON parser recursed until RecursionError
+    market_state(b"1" + b"0" * 400),  # an integer too large for a float: OverflowError
+    market_state(b'"cheap"'),  # refused before too, but then overwritten by the next save
+], ids=["nested", "huge-int", "word-price"])
+def test_a_damaged_market_state_file_is_moved_aside_and_the_gateway_starts(tmp_path, caplog, content):
+    state = tmp_path / "state"
+    state.mkdir()
+    path = state / "market-hall-01.json"
+    path.write_bytes(content)
+    with caplog.at_level("WARNING", logger="ems.gateway.inputs"):
+        inp = market(state)
+    moved = state / f"market-hall-01.json.corrupt-{MARKET_STAMP}"
+    assert moved.read_bytes() == content and not path.exists()  # kept for a person, not overwritten
+    assert str(path) in caplog.text and moved.name in caplog.text
+    times = [MARKET_NOW + timedelta(minutes=30 * k) for k in range(2)]
+    assert inp.prices(times).source.startswith("tariff") and inp.last_central_at is None
