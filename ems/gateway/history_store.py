@@ -1,7 +1,8 @@
 """The forecaster's measured slots on disk (``<state_dir>/history-<site>.csv``), so a restart keeps what was learnt.
 
 A cache, not a record: the telemetry database holds the real history.  So
-a bad line is skipped with a warning naming the file and line (the good
+a bad line (bad values, the wrong number of cells, a field the csv module
+refuses) is skipped with a warning naming the file and line (the good
 lines are kept), an unreadable file means starting to learn afresh, and a
 write is atomic (temp file + rename) but not fsynced: losing the last slot
 to a power cut costs nothing worth an fsync per slot on a gateway's flash.
@@ -49,20 +50,29 @@ def load_history(path: Path) -> tuple[list[Row], list[str]]:
         return [], []
     except (OSError, UnicodeDecodeError) as exc:
         return [], [f"{path}: cannot read: {exc}"]
-    rows: list[Row] = []
-    problems: list[str] = []
-    reader = csv.reader(io.StringIO(text))
-    header = next(reader, None)
-    if header is None:
+    lines = io.StringIO(text)
+    try:
+        header = _cells(next(lines, ""))
+    except csv.Error as exc:
+        return [], [f"{path}:1: {exc}"]
+    if not header:
         return [], []
     if tuple(header) != COLUMNS:
-        return [], [f"{path}:1: header {header!r} is not {','.join(COLUMNS)}"]
-    for line, cells in enumerate(reader, start=2):
+        return [], [f"{path}:1: header {header!r} is not {','.join(COLUMNS)}"[:300]]
+    rows: list[Row] = []
+    problems: list[str] = []
+    # Line by line (the file never has a newline inside a field), so a damaged line costs only itself.
+    for line, raw in enumerate(lines, start=2):
         try:
-            rows.append(_row(cells))
-        except ValueError as exc:
+            rows.append(_row(_cells(raw)))
+        except (ValueError, csv.Error) as exc:
             problems.append(f"{path}:{line}: {exc}")
     return rows, problems
+
+
+def _cells(line: str) -> list[str]:
+    """The cells of one line; raises csv.Error for a line the csv module refuses (e.g. a giant field)."""
+    return next(csv.reader([line]), [])
 
 
 def _row(cells: list[str]) -> Row:

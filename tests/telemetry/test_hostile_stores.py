@@ -256,3 +256,35 @@ def test_a_damaged_market_state_file_is_moved_aside_and_the_gateway_starts(tmp_p
     assert str(path) in caplog.text and moved.name in caplog.text
     times = [MARKET_NOW + timedelta(minutes=30 * k) for k in range(2)]
     assert inp.prices(times).source.startswith("tariff") and inp.last_central_at is None
+
+
+def history_file(tmp_path: Path, middle: str) -> Path:
+    from ems.gateway.history_store import COLUMNS
+
+    path = tmp_path / "history-hall-01.csv"
+    path.write_text(",".join(COLUMNS) + "\n"
+                    "2026-12-07T05:00:00+00:00,1000.0,500.0,300.0,0.8000\n"
+                    + middle +
+                    "2026-12-07T06:00:00+00:00,1100.0,400.0,300.0,0.8000\n", encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("middle, words", [
+    ('"' + "x" * 200_000 + '",1,1,1,0.5\n', "field larger than field limit"),  # csv.Error before
+    ("2026-12-07T05:30:00+00:00,1,1,1,0.5,extra\n", "6 cells"),
+])
+def test_a_damaged_history_file_keeps_the_good_lines(tmp_path, middle, words):
+    from ems.gateway.history_store import load_history
+
+    path = history_file(tmp_path, middle)
+    rows, problems = load_history(path)
+    assert rows[0][1] == 1000.0 and rows[-1][1] == 1100.0 and len(rows) == 2
+    assert len(problems) == 1 and problems[0].startswith(f"{path}:3: ") and words in problems[0]
+
+
+def test_a_history_file_with_a_damaged_header_means_learning_afresh(tmp_path):
+    from ems.gateway.history_store import load_history
+
+    path = tmp_path / "history-hall-01.csv"
+    path.write_text('"' + "x" * 200_000 + '"\n2026-12-07T05:00:00+00:00,1,1,1,0.5\n', encoding="utf-8")
+    assert load_history(path) == ([], [f"{path}:1: field larger than field limit (131072)"])
