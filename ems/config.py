@@ -189,10 +189,13 @@ class SiteConfig(StrictModel):
             raise ValueError(f"device_broker: required for the MQTT device(s) {', '.join(mqtt_ids)}")
         stale_s = self.control.stale_cycles * self.control.cycle_s
         for j, d in enumerate(self.devices):
-            if d.nature in (Nature.BATTERY, Nature.METER) and d.period_s >= stale_s:
+            # Every nature: a PV reading polled less often than it goes stale is never used either.
+            if d.period_s >= stale_s:
+                why = "the site would always be safe" if d.nature in (Nature.BATTERY, Nature.METER) \
+                    else "its readings would always be stale"
                 raise ValueError(
                     f"devices[{j}].period_s: {d.period_s:g} s is not below the stale limit "
-                    f"control.stale_cycles × control.cycle_s = {stale_s:g} s; the site would always be safe"
+                    f"control.stale_cycles × control.cycle_s = {stale_s:g} s; {why}"
                 )
         if self.battery.max_charge_w > self.inverter.rated_w * 1.5 or self.battery.max_discharge_w > self.inverter.rated_w * 1.5:
             raise ValueError("battery power limits exceed 1.5 × inverter.rated_w; check the units (W)")

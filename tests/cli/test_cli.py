@@ -170,7 +170,16 @@ def _no_disaster_reserve(path: Path) -> str:
     return rf"{re.escape(str(path))}: sites\[0\]\.reserve\.h_disaster: must be > 0"
 
 
+def _pv_never_fresh(path: Path) -> str:
+    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    pv = next(d for d in doc["sites"][0]["devices"] if d["nature"] == "pv")
+    pv["period_s"] = 3600
+    path.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
+    return rf"{re.escape(str(path))}: sites\[0\]: devices\[2\]\.period_s: 3600 s is not below the stale limit"
+
+
 HOSTILE = {
+    "pv polled hourly": _pv_never_fresh,
     "72 h reserve on a 15 kWh hall": _reserve_too_big,
     "0 h disaster reserve": _no_disaster_reserve,
     "state_dir is a file": _state_dir_is_a_file,

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from devices.configfile import ConfigError, read_yaml
+from devices.readings import Nature
 from devices.registermap import load_register_map
 from ems.config import load_fleet
 from tests.ems.test_config import REPO, problems, write
@@ -337,3 +338,26 @@ def test_a_negative_vpp_reserve_is_refused(cfg_dir):
 def test_the_shipped_fleet_still_loads():
     fleet = load_fleet(REPO / "config" / "fleet.yaml")
     assert all(s.reserve.h_disaster == 12 for s in fleet.sites)
+
+
+# -- item 14: poll periods that are never fresh, names that are not names ----------------------
+
+PV = {"id": "pv", "nature": "pv", "map": "sunspec", "period_s": 2,
+      "transport": {"kind": "modbus_tcp", "host": "127.0.0.1", "port": 15021, "unit": 3}}
+
+
+def with_pv(period_s: float):
+    def mutate(d):
+        d["sites"][0]["devices"].append({**PV, "period_s": period_s})
+    return mutate
+
+
+def test_a_pv_poll_period_that_is_never_fresh_is_refused_like_the_batterys(cfg_dir):
+    path = write(cfg_dir, with_pv(3600))
+    assert problems(path) == [
+        f"{path}: sites[0]: devices[2].period_s: 3600 s is not below the stale limit control.stale_cycles × "
+        "control.cycle_s = 5 s; its readings would always be stale"]
+
+
+def test_a_pv_poll_period_below_the_stale_limit_is_fine(cfg_dir):
+    assert load_fleet(write(cfg_dir, with_pv(4.5))).sites[0].device(Nature.PV).period_s == 4.5
