@@ -80,6 +80,9 @@ class _Capture:
     def on_command(self, handler: Any) -> None:
         pass
 
+    def on_audit(self, handler: Any) -> None:
+        pass
+
     def publish_state(self, state: Any) -> None:
         self.state = state
 
