@@ -9,17 +9,41 @@ from __future__ import annotations
 
 import math
 import os
+import unicodedata
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import AfterValidator, Field, ValidationInfo, field_validator, model_validator
 
 from devices.config import DeviceConfig, ModbusRtuTransport, ModbusTcpTransport, MqttTransport
 from devices.configfile import ConfigError, StrictModel, load_yaml_model
 from devices.readings import Nature
 from optimizer.reserve import SafetyPolicy
+
+#: Longest name [characters] of a fleet, hall or area: names go into dashboards, logs and alarms.
+MAX_NAME = 100
+#: Unicode categories a name may not hold: control, format (bidi overrides, zero-width), surrogate,
+#: line and paragraph separators.  Private use stays allowed (municipal systems map rare kanji there).
+_NOT_IN_NAMES = ("Cc", "Cf", "Cs", "Zl", "Zp")
+
+
+def _printable_name(value: str) -> str:
+    """A name is printable text of at most MAX_NAME characters, not blank (the message never echoes it)."""
+    if len(value) > MAX_NAME:
+        raise ValueError(f"{len(value)} characters; at most {MAX_NAME}")
+    if not value.strip():
+        raise ValueError("must not be blank")
+    for i, ch in enumerate(value):
+        if unicodedata.category(ch) in _NOT_IN_NAMES:
+            raise ValueError(f"control character U+{ord(ch):04X} at character {i + 1}; a name is printable text")
+    return value
+
+
+Name = Annotated[str, AfterValidator(_printable_name)]
+#: A name that may be left empty (not given); given, it is a :data:`Name`.
+OptionalName = Annotated[str, AfterValidator(lambda v: v and _printable_name(v))]
 
 SiteId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,31}$")]
 Pct = Annotated[float, Field(ge=0, le=100)]
@@ -156,9 +180,9 @@ class SiteConfig(StrictModel):
     """One community hall with its battery, PV, grid connection, loads and devices."""
 
     id: SiteId
-    name: str = Field(min_length=1)
+    name: Name
     area_code: str = Field(pattern=r"^\d{6,7}$")  # JMA warning area (municipality) code
-    area_name: str = ""
+    area_name: OptionalName = ""
     lat: float = Field(ge=20, le=46)  # Japan
     lon: float = Field(ge=122, le=154)
     battery: BatterySpec
@@ -273,7 +297,7 @@ def reserve_problems(site: SiteConfig, slot_minutes: int, where: str) -> list[st
 class FleetSpec(StrictModel):
     """Fleet-wide settings: name, display timezone, market slot length [min], state folder, JEPX price area."""
 
-    name: str = Field(min_length=1)
+    name: Name
     timezone: str = "Asia/Tokyo"
     slot_minutes: Literal[15, 30] = 30
     state_dir: str = "var/state"  # relative to the config file's folder's parent

@@ -178,8 +178,21 @@ def _pv_never_fresh(path: Path) -> str:
     return rf"{re.escape(str(path))}: sites\[0\]: devices\[2\]\.period_s: 3600 s is not below the stale limit"
 
 
+def _nul_in_hall_name(path: Path) -> str:
+    _set(path, "site", name="湖山\x00公民館")
+    return rf"{re.escape(str(path))}: sites\[0\]\.name: control character U\+0000 at character 3"
+
+
+def _ten_mb_hall_name(path: Path) -> str:
+    _set(path, "site", name="TEN-MB")
+    path.write_text(path.read_text(encoding="utf-8").replace("TEN-MB", "x" * 10_000_000), encoding="utf-8")
+    return rf"{re.escape(str(path))}: sites\[0\]\.name: 10000000 characters; at most 100"
+
+
 HOSTILE = {
     "pv polled hourly": _pv_never_fresh,
+    "NUL in a hall name": _nul_in_hall_name,
+    "10 MB hall name": _ten_mb_hall_name,
     "72 h reserve on a 15 kWh hall": _reserve_too_big,
     "0 h disaster reserve": _no_disaster_reserve,
     "state_dir is a file": _state_dir_is_a_file,

@@ -361,3 +361,42 @@ def test_a_pv_poll_period_that_is_never_fresh_is_refused_like_the_batterys(cfg_d
 
 def test_a_pv_poll_period_below_the_stale_limit_is_fine(cfg_dir):
     assert load_fleet(write(cfg_dir, with_pv(4.5))).sites[0].device(Nature.PV).period_s == 4.5
+
+
+def name(where: str, value: str):
+    def mutate(d):
+        if where == "fleet":
+            d["fleet"]["name"] = value
+        else:
+            d["sites"][0][where] = value
+    return mutate
+
+
+@pytest.mark.parametrize("where, value, expected", [
+    ("name", "Koyama\x00hall", "sites[0].name: control character U+0000 at character 7; a name is printable text"),
+    ("name", "   ", "sites[0].name: must not be blank"),
+    ("name", "", "sites[0].name: must not be blank"),
+    ("name", "x" * 101, "sites[0].name: 101 characters; at most 100"),
+    ("name", "湖山公民館\nKoyama", "sites[0].name: control character U+000A at character 6; a name is printable text"),
+    ("area_name", "鳥取市\u202e", "sites[0].area_name: control character U+202E at character 4; a name is printable text"),
+    ("area_name", " ", "sites[0].area_name: must not be blank"),
+    ("fleet", "VPP\x1b[31m", "fleet.name: control character U+001B at character 4; a name is printable text"),
+    ("fleet", "", "fleet.name: must not be blank"),
+])
+def test_names_are_printable_text_of_sane_length(cfg_dir, where, value, expected):
+    path = write(cfg_dir, name(where, value))
+    assert problems(path) == [f"{path}: {expected}"]
+
+
+def test_a_10_mb_hall_name_is_refused_without_echoing_it(cfg_dir):
+    path = write(cfg_dir, name("name", "TEN-MB"))
+    path.write_text(path.read_text(encoding="utf-8").replace("TEN-MB", "x" * 10_000_000), encoding="utf-8")
+    found = problems(path)
+    assert found == [f"{path}: sites[0].name: 10000000 characters; at most 100"]
+
+
+def test_real_names_pass(cfg_dir):
+    # Japanese with an ideographic variation selector (葛󠄀: U+845B U+E0100), an empty area name (not given)
+    fleet = load_fleet(write(cfg_dir, lambda d: (d["sites"][0].update(name="葛\U000E0100飾公民館 (Katsushika) 第2", area_name=""),
+                                                 d["fleet"].update(name="x" * 100))))
+    assert fleet.sites[0].name.startswith("葛")
