@@ -34,6 +34,9 @@ CSP_APP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'se
 CSP_DOCS = ("default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
             "img-src 'self' data:; frame-ancestors 'none'")
 
+#: FastAPI's 400 for a request body it cannot decode at all (JSON that is not valid UTF-8 and the like).
+FASTAPI_BODY_ERROR = "There was an error parsing the body"
+
 
 def _field_name(loc: list) -> str:
     parts = [str(p) for p in loc if p not in ("body", "query", "path", "header", "cookie")]
@@ -72,6 +75,10 @@ def create_app(service, manage_lifecycle: bool = True) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and exc.detail == FASTAPI_BODY_ERROR:
+            # A body that is not even text (e.g. not UTF-8): bad input like any other, 422 naming the body.
+            detail = [{"loc": ["body"], "msg": "not valid JSON: the body must be UTF-8 JSON", "type": "json_invalid"}]
+            return JSONResponse({"detail": detail, "message": _messages(detail)}, status_code=422)
         body = {"detail": exc.detail}
         if exc.status_code == 422 and isinstance(exc.detail, list):
             body["message"] = _messages(exc.detail)

@@ -255,3 +255,28 @@ def test_dispatch_in_year_9999_is_refused(shared_api, shared_env, path, start, e
     c.headers["Authorization"] = shared_api.bearer("otto").headers["Authorization"]
     assert field_names(c.post(path, json={**DISPATCH, "start": start, "end": end})) == ["start", "end"]
     assert shared_env.link.commands() == []
+
+
+# -- item 9: what the fuzzer (tests/central/test_api_fuzz.py) and its neighbours turned up ------------
+
+def test_a_body_that_is_not_utf8_is_422_naming_the_body(shared_api):
+    c = TestClient(shared_api.app, raise_server_exceptions=False)
+    for path in ("/api/login", "/api/disaster/switch", "/api/vpp/preview"):
+        r = c.post(path, content=b"{\"reason\": \"\xff\x80\"}", headers={"Content-Type": "application/json"})
+        assert r.status_code == 422, (path, r.status_code, r.text)
+        assert r.json()["detail"][0]["loc"] == ["body"] and "body" in r.json()["message"]
+
+
+def test_the_schema_declares_the_error_answers_each_route_gives(shared_api):
+    spec = TestClient(shared_api.app).get("/api/openapi.json").json()
+    for path, item in spec["paths"].items():
+        for method, op in item.items():
+            codes = set(op["responses"])
+            if path == "/api/login":
+                assert {"200", "401", "422", "429"} <= codes
+            elif path.startswith("/api/public/"):
+                assert "404" in codes
+            else:
+                assert {"401"} <= codes and (path == "/api/me" or "403" in codes), (method, path, codes)
+    assert "text/csv" in spec["paths"]["/api/audit/export.csv"]["get"]["responses"]["200"]["content"]
+    assert {"404", "502"} <= set(spec["paths"]["/api/sites/{site_id}/history"]["get"]["responses"])

@@ -8,10 +8,10 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from ems.central.alarmbook import AlarmAlreadyAcked
-from ems.central.api.deps import Principal, require, service_of
+from ems.central.api.deps import NEEDS_LOGIN, Principal, errors, require, service_of
 from ems.central.roles import Permission
 
-router = APIRouter(prefix="/api", tags=["alarms"])
+router = APIRouter(prefix="/api", tags=["alarms"], responses=NEEDS_LOGIN)
 
 
 @router.get("/alarms", summary="Alarms newest first: open (active or unacknowledged), active, or all (history)")
@@ -27,7 +27,8 @@ class AckRequest(BaseModel):
     note: str = Field(default="", max_length=500)
 
 
-@router.post("/alarms/{alarm_id:path}/ack", summary="Acknowledge an alarm (operators)")
+@router.post("/alarms/{alarm_id:path}/ack", summary="Acknowledge an alarm (operators)",
+             responses=errors(404, 409, e404="Unknown alarm", e409="The alarm is already acknowledged"))
 def ack(alarm_id: str, body: AckRequest, request: Request, who: Principal = Depends(require(Permission.ACK_ALARM))) -> dict:
     try:
         return service_of(request).ack_alarm(alarm_id, who.username, body.note.strip()).to_dict()

@@ -9,10 +9,10 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
-from ems.central.api.deps import SQLITE_INT_MAX, Principal, require, service_of
+from ems.central.api.deps import NEEDS_LOGIN, SQLITE_INT_MAX, Principal, require, service_of
 from ems.central.roles import Permission
 
-router = APIRouter(prefix="/api/audit", tags=["audit"])
+router = APIRouter(prefix="/api/audit", tags=["audit"], responses=NEEDS_LOGIN)
 
 
 def record_dict(rec: Any) -> dict[str, Any]:
@@ -42,7 +42,8 @@ def verify(request: Request, who: Principal = Depends(require(Permission.VIEW_AU
     return service_of(request).audit.verify().to_dict()
 
 
-@router.get("/export.csv", summary="The audit log as CSV (admins)", response_class=Response)
+@router.get("/export.csv", summary="The audit log as CSV (admins)", response_class=Response,
+            responses={200: {"description": "The whole log, one record a row", "content": {"text/csv": {}}}})
 def export_csv(request: Request, who: Principal = Depends(require(Permission.EXPORT_AUDIT))) -> Response:
     service = service_of(request)
     buf = io.StringIO()

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
-from ems.central.api.deps import Principal, client_ip, current_principal, service_of
+from ems.central.api.deps import NEEDS_LOGIN, Principal, client_ip, current_principal, errors, service_of
 from ems.central.roles import permissions_of
 from ems.central.sessions import cookie_kwargs, cookie_name
 
@@ -24,7 +24,8 @@ class LoginRequest(BaseModel):
     password: str = Field(min_length=1, max_length=1024)
 
 
-@router.post("/login", summary="Log in; sets the session cookie and returns the CSRF token")
+@router.post("/login", summary="Log in; sets the session cookie and returns the CSRF token",
+             responses=errors(401, 429, e401="Wrong user name or password (or the account is disabled)"))
 async def login(body: LoginRequest, request: Request, response: Response) -> dict:
     """Accounts are locked with backoff after failed logins; an address with many failures gets its
     failures answered late but is never locked (see ems.central.ratelimit)."""
@@ -83,7 +84,7 @@ def _attempt(service, name: str, password: str, ip: str):
     return None, outcome
 
 
-@router.post("/logout", summary="End the session")
+@router.post("/logout", summary="End the session", responses=NEEDS_LOGIN)
 def logout(request: Request, response: Response, principal: Principal = Depends(current_principal)) -> dict:
     service = service_of(request)
     if principal.session is not None:
@@ -94,7 +95,7 @@ def logout(request: Request, response: Response, principal: Principal = Depends(
     return {"ok": True}
 
 
-@router.get("/me", summary="The logged-in user, roles, permissions and CSRF token")
+@router.get("/me", summary="The logged-in user, roles, permissions and CSRF token", responses=errors(401))
 def me(request: Request, principal: Principal = Depends(current_principal)) -> dict:
     out = principal.to_dict()
     if principal.session is not None:

@@ -7,12 +7,13 @@ from typing import Literal
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, field_validator
 
-from ems.central.api.deps import Principal, field_error, require, sane_time, service_of, visible_text
+from ems.central.api.deps import (NEEDS_LOGIN, Principal, errors, field_error, require, sane_time, service_of,
+                                  visible_text)
 from ems.central.dispatch import DispatchRequestError
 from ems.central.roles import Permission
 from ems.central.service import ScopeError
 
-router = APIRouter(prefix="/api", tags=["commands"])
+router = APIRouter(prefix="/api", tags=["commands"], responses=NEEDS_LOGIN)
 
 #: Largest fleet request [kW]: far above 14 halls, catches W/kW mix-ups.
 MAX_REQUEST_KW = 10_000
@@ -104,7 +105,8 @@ def vpp_preview(body: DispatchRequest, request: Request, _: Principal = Depends(
     return _preview(service_of(request), body).to_dict()
 
 
-@router.post("/vpp/dispatch", summary="Allocate a fleet request and send the dispatch commands (operators)")
+@router.post("/vpp/dispatch", summary="Allocate a fleet request and send the dispatch commands (operators)",
+             responses=errors(409, e409="No hall can take part in this request"))
 def vpp_dispatch(body: DispatchRequest, request: Request, who: Principal = Depends(require(Permission.DISPATCH))) -> dict:
     service = service_of(request)
     if not body.reason.strip():
@@ -126,7 +128,8 @@ def operations(request: Request, kind: Literal["disaster", "return_to_vpp", "dis
     return {"operations": [o.to_dict() for o in ops]}
 
 
-@router.get("/operations/{op_id}", summary="One operation with each hall's ack")
+@router.get("/operations/{op_id}", summary="One operation with each hall's ack",
+            responses=errors(404, e404="Unknown operation"))
 def operation(op_id: str, request: Request, _: Principal = Depends(require(Permission.VIEW_FLEET))) -> dict:
     op = service_of(request).operations.get(op_id)
     if op is None:

@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any, Callable
 
 from fastapi import Depends, HTTPException, Request
+from pydantic import BaseModel
 
 from ems.central.roles import Permission, Role, permissions_of
 from ems.central.sessions import CSRF_HEADER, check_csrf, cookie_name
@@ -98,6 +99,36 @@ def require(permission: Permission) -> Callable[..., Principal]:
     return check
 
 
+class ErrorAnswer(BaseModel):
+    """An error answer: ``detail`` (text; for 422 the list of field errors with ``loc``) and ``message``."""
+
+    detail: str | list[dict[str, Any]]
+    message: str | None = None
+
+
+#: What each error answer of the API means (the OpenAPI schema declares these per route).
+_ERRORS = {
+    401: "Not logged in: no or unknown session or token, a wrong user name or password, or the account is disabled",
+    403: "Logged in, but the roles do not allow this, or the X-CSRF-Token header is missing or wrong "
+         "(cookie sessions, unsafe methods)",
+    404: "No such item",
+    409: "The request conflicts with the current state",
+    429: "Too many failed logins for this account: wait Retry-After seconds",
+    502: "The history backend did not answer",
+}
+
+
+def errors(*codes: int, **descriptions: str) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` for a route or router: the error answers ``codes`` it really gives
+    (a description per code may be overridden as ``e404="unknown hall"``)."""
+    return {code: {"model": ErrorAnswer, "description": descriptions.get(f"e{code}", _ERRORS[code])}
+            for code in codes}
+
+
+#: Every route behind require(): not logged in, or not allowed (or a missing CSRF header).
+NEEDS_LOGIN = errors(401, 403)
+
+
 def field_error(field: str, message: str, where: str = "body") -> HTTPException:
     """A 422 in FastAPI's own shape, naming the field."""
     return HTTPException(422, [{"loc": [where, field], "msg": message, "type": "value_error"}])
@@ -122,18 +153,25 @@ def sane_time(t: datetime) -> datetime:
 INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp"})
 
 
-def visible_text(value: str, required: bool = True) -> str:
-    """``value`` if it is usable free text (a reason, a note): no control character (NUL, newline, ...,
-    Unicode Cc) and no lone surrogate, and, when ``required`` or not empty, at least one visible
-    character once whitespace and zero-width/format characters (Cc, Cf, Zs, Zl, Zp) are left out.
-    Returned without invisible characters at either end; ValueError saying which rule failed (pydantic
-    names the field)."""
+def no_control_characters(value: str) -> str:
+    """``value`` unless it holds a control character (Unicode Cc: NUL, newline, escape, ...) or a lone
+    surrogate (not text: it cannot be stored as UTF-8); ValueError naming the first one."""
     for ch in value:
         category = unicodedata.category(ch)
         if category == "Cc":
             raise ValueError(f"must not contain control characters (U+{ord(ch):04X} found)")
         if category == "Cs":
             raise ValueError(f"must not contain lone surrogates (U+{ord(ch):04X} found)")
+    return value
+
+
+def visible_text(value: str, required: bool = True) -> str:
+    """``value`` if it is usable free text (a reason, a note): no control character (NUL, newline, ...,
+    Unicode Cc) and no lone surrogate, and, when ``required`` or not empty, at least one visible
+    character once whitespace and zero-width/format characters (Cc, Cf, Zs, Zl, Zp) are left out.
+    Returned without invisible characters at either end; ValueError saying which rule failed (pydantic
+    names the field)."""
+    no_control_characters(value)
     visible = [i for i, ch in enumerate(value) if unicodedata.category(ch) not in INVISIBLE_CATEGORIES]
     if not visible:
         if required or value:

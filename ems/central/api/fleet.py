@@ -7,11 +7,11 @@ from typing import Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 
-from ems.central.api.deps import Principal, field_error, require, sane_time, service_of
+from ems.central.api.deps import NEEDS_LOGIN, Principal, errors, field_error, require, sane_time, service_of
 from ems.central.history import HistoryError
 from ems.central.roles import Permission
 
-router = APIRouter(prefix="/api", tags=["fleet"])
+router = APIRouter(prefix="/api", tags=["fleet"], responses=NEEDS_LOGIN)
 
 SORT_KEYS = ("site", "name", "area_code", "mode", "soc_pct", "hours_left", "battery_w", "pv_w", "grid_w",
              "open_alarms", "online")
@@ -37,7 +37,8 @@ def fleet(request: Request, area: str | None = Query(None, pattern=r"^\d{6,7}$",
             "market": service.market_status()}
 
 
-@router.get("/sites/{site_id}", summary="One hall: live values, last state, plan, open alarms, configuration")
+@router.get("/sites/{site_id}", summary="One hall: live values, last state, plan, open alarms, configuration",
+            responses=errors(404, e404="Unknown hall"))
 def site(site_id: str, request: Request, _: Principal = Depends(require(Permission.VIEW_FLEET))) -> dict:
     try:
         return service_of(request).site_detail(site_id)
@@ -62,9 +63,13 @@ def _time(value: str | None, name: str) -> datetime | None:
 
 
 @router.get("/sites/{site_id}/history",
-            summary="Chart data: SoC [%], battery/PV/grid [W], hours left [h], plan, price [JPY/kWh], modes")
+            summary="Chart data: SoC [%], battery/PV/grid [W], hours left [h], plan, price [JPY/kWh], modes",
+            responses=errors(404, 502, e404="Unknown hall"))
 def history(site_id: str, request: Request, range: str | None = Query(None, description="1h, 6h, 24h, 7d or 30d"),
-            start: str | None = None, end: str | None = None,
+            start: str | None = Query(None, description="ISO 8601 with a UTC offset (default: end - 24 h)",
+                                      json_schema_extra={"format": "date-time"}),
+            end: str | None = Query(None, description="ISO 8601 with a UTC offset (default: now)",
+                                    json_schema_extra={"format": "date-time"}),
             _: Principal = Depends(require(Permission.VIEW_HISTORY))) -> dict:
     service = service_of(request)
     if site_id not in service.sites:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Request
 
-from ems.central.api.deps import SQLITE_INT_MAX, Principal, require, service_of
+from ems.central.api.deps import NEEDS_LOGIN, SQLITE_INT_MAX, Principal, errors, require, service_of
 from ems.central.roles import Permission
 
-router = APIRouter(prefix="/api/jma", tags=["jma"])
+router = APIRouter(prefix="/api/jma", tags=["jma"], responses=NEEDS_LOGIN)
 
 
 @router.get("/status", summary="What the JMA poller did last")
@@ -20,7 +20,8 @@ def suggestions(request: Request, _: Principal = Depends(require(Permission.VIEW
     return {"suggestions": [s.to_dict() for s in service_of(request).open_suggestions()]}
 
 
-@router.post("/suggestions/{suggestion_id}/dismiss", summary="Mark a suggestion as seen (does not switch anything)")
+@router.post("/suggestions/{suggestion_id}/dismiss", summary="Mark a suggestion as seen (does not switch anything)",
+             responses=errors(404, e404="No open suggestion with this id"))
 def dismiss(request: Request, suggestion_id: int = Path(ge=0, le=SQLITE_INT_MAX), who: Principal = Depends(require(Permission.RETURN_TO_VPP))) -> dict:
     try:
         return service_of(request).dismiss_suggestion(suggestion_id, who.username).to_dict()
