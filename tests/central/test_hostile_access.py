@@ -267,6 +267,20 @@ def test_a_body_that_is_not_utf8_is_422_naming_the_body(shared_api):
         assert r.json()["detail"][0]["loc"] == ["body"] and "body" in r.json()["message"]
 
 
+@pytest.mark.parametrize("username", [" ", "\u200b", "\u3000\u200b", "ada\x00", "\x1b[2J"])
+def test_a_blank_or_control_character_user_name_is_422_not_500(shared_api, username):
+    c = TestClient(shared_api.app, raise_server_exceptions=False)
+    r = c.post("/api/login", json={"username": username, "password": "whatever-long-pw"})
+    assert field_names(r) == ["username"]
+
+
+@pytest.mark.parametrize("note", ["\x00", "done\nrm -rf /", "\x1b[31mred"])
+def test_an_alarm_note_with_control_characters_is_422(shared_api, note):
+    c = TestClient(shared_api.app, raise_server_exceptions=False)
+    c.headers["Authorization"] = shared_api.bearer("otto").headers["Authorization"]
+    assert field_names(c.post("/api/alarms/hall-01:X/ack", json={"note": note})) == ["note"]
+
+
 def test_the_schema_declares_the_error_answers_each_route_gives(shared_api):
     spec = TestClient(shared_api.app).get("/api/openapi.json").json()
     for path, item in spec["paths"].items():

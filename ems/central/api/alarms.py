@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ems.central.alarmbook import AlarmAlreadyAcked
-from ems.central.api.deps import NEEDS_LOGIN, Principal, errors, require, service_of
+from ems.central.api.deps import NEEDS_LOGIN, Principal, errors, no_control_characters, require, service_of
 from ems.central.roles import Permission
 
 router = APIRouter(prefix="/api", tags=["alarms"], responses=NEEDS_LOGIN)
@@ -25,6 +25,11 @@ class AckRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     note: str = Field(default="", max_length=500)
+
+    @field_validator("note")
+    @classmethod
+    def _note(cls, value: str) -> str:
+        return no_control_characters(value)  # a blank note is no note (the route strips it)
 
 
 @router.post("/alarms/{alarm_id:path}/ack", summary="Acknowledge an alarm (operators)",

@@ -7,9 +7,10 @@ import math
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ems.central.api.deps import NEEDS_LOGIN, Principal, client_ip, current_principal, errors, service_of
+from ems.central.api.deps import (NEEDS_LOGIN, Principal, client_ip, current_principal, errors, service_of,
+                                  visible_text)
 from ems.central.roles import permissions_of
 from ems.central.sessions import cookie_kwargs, cookie_name
 
@@ -22,6 +23,12 @@ class LoginRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     username: str = Field(min_length=1, max_length=64)
     password: str = Field(min_length=1, max_length=1024)
+
+    @field_validator("username")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        # " " would become an empty name, which the limiter and the audit log cannot key on.
+        return visible_text(value)
 
 
 @router.post("/login", summary="Log in; sets the session cookie and returns the CSRF token",
