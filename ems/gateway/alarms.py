@@ -36,6 +36,8 @@ CORRUPT_STATE_FILE = "corrupt_state_file"
 SAFETY_RULE_UNMET = "safety_rule_unmet"
 SETPOINT_REFUSED = "setpoint_refused"
 BATTERY_NOT_FOLLOWING = "battery_not_following"
+RESERVE_SHORT_DISASTER = "reserve_short_disaster"
+RESERVE_SHORT_VPP = "reserve_short_vpp"
 
 
 @dataclass(frozen=True, slots=True)

@@ -106,6 +106,16 @@ class PlanSource(Protocol):
         ...
 
 
+class _Standing:
+    """Alarm conditions fixed at start (from the configuration), reported every cycle."""
+
+    def __init__(self, conditions: Sequence[AlarmCondition]):
+        self._conditions = list(conditions)
+
+    def alarm_conditions(self) -> list[AlarmCondition]:
+        return self._conditions
+
+
 class DaemonListener(Protocol):
     """Told of every cycle's status and every mode change (the uplink, status printers).
 
@@ -267,6 +277,12 @@ class EdgeDaemon:
             log.error("%s: mode file unusable, starting in %s", self.site.id, loaded.request.mode.value)
         timing = ModeTiming.from_control(self.site.control, self.site.inverter.rated_w, speed=self.speed)
         self.machine = ModeMachine(self.site.id, loaded.request, timing, now)
+        # A reserve larger than the battery cannot be enforced (the floor is capped at full): say so, with figures.
+        shortfalls = self.reserve.shortfall_alarms(now)
+        for c in shortfalls:
+            if c.active:
+                log.warning("%s: %s", self.site.id, c.message)
+        self.add_alarm_source(_Standing(shortfalls))
         if self.plan_source is not None:  # learn only from readings the mode machine calls fresh
             self.plan_source.use_stale_limit(timing.stale_after_s)
         self._emit([self.machine.start_change])

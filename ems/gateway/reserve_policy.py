@@ -19,11 +19,13 @@ from __future__ import annotations
 import math
 from datetime import datetime, timedelta
 
+from ems.gateway import alarms as al
+from ems.gateway.alarms import AlarmCondition
 from ems.gateway.guard import reserve_floor_for
 from ems.gateway.modes import Mode
 from ems.gateway.snapshot import SiteSnapshot
 from optimizer.forecast import configured_critical_w
-from optimizer.reserve import SafetyPolicy
+from optimizer.reserve import SafetyPolicy, hours_of_power, reserve_energy_wh
 
 
 class ReservePolicy:
@@ -71,6 +73,45 @@ class ReservePolicy:
         steps = int(self.FLOOR_LOOKAHEAD_H / self.slot_h)
         return max(reserve_floor_for(self.policy, mode, critical[k:] or critical[-1:], pv, self.slot_h)
                    for k in range(steps + 1))
+
+    def shortfall(self, mode: Mode, now: datetime) -> tuple[float, float, float] | None:
+        """(hours [h] promised, hours [h] a full battery carries, need [Wh]) at the worst start time of a day
+        for ``mode``'s reserve, or None when a full battery keeps the promise from any start.
+
+        The floor is capped at the battery's maximum stored energy, so a promise
+        larger than the battery cannot be enforced: the guard holds the battery
+        full and the shortfall must be seen, not hidden (the night's lighting
+        makes a night start the worst).
+        """
+        hours = self.policy.hours_for(mode.value)
+        if hours <= 0:
+            return None
+        slot = timedelta(hours=self.slot_h)
+        day0 = now.replace(minute=0, second=0, microsecond=0)
+        worst: tuple[float, list[float]] | None = None
+        for k in range(int(round(24 / self.slot_h))):
+            critical, _ = self.critical_forecast(day0 + k * slot)
+            need = reserve_energy_wh(critical, [0.0], self.slot_h, hours, self.policy.discharge_efficiency, 0.0)
+            if worst is None or need > worst[0]:
+                worst = (need, critical)
+        assert worst is not None
+        usable = self.policy.max_energy_wh - self.policy.min_energy_wh
+        if worst[0] <= usable + 1e-6:
+            return None
+        carried = hours_of_power(self.policy.max_energy_wh, self.policy, worst[1], [0.0], self.slot_h)
+        return hours, carried, worst[0]
+
+    def shortfall_alarms(self, now: datetime) -> list[AlarmCondition]:
+        """A warning per mode whose reserve a full battery cannot hold from every start time, with the figures."""
+        out = []
+        usable_kwh = (self.policy.max_energy_wh - self.policy.min_energy_wh) / 1000
+        for mode, code in ((Mode.DISASTER_RESERVE, al.RESERVE_SHORT_DISASTER), (Mode.VPP, al.RESERVE_SHORT_VPP)):
+            short = self.shortfall(mode, now)
+            message = "" if short is None else (
+                f"{mode.value}: {short[0]:g} h of critical load need up to {short[2] / 1000:.1f} kWh, the battery "
+                f"holds {usable_kwh:.1f} kWh usable: a full battery carries about {short[1]:.1f} h from a night start")
+            out.append(AlarmCondition(code, short is not None, al.Severity.WARNING, message))
+        return out
 
     def restore(self, snap: SiteSnapshot, mode: Mode, floor_wh: float, requested_w: float,
                 reason: str) -> tuple[float, str]:

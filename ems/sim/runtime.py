@@ -114,11 +114,14 @@ def relocated_fleet(fleet: FleetConfig, free_ports: bool, cycle_s: float | None,
                     t["port"], t["host"] = new, "127.0.0.1"
         if cycle_s is not None:
             site["control"]["cycle_s"] = cycle_s
-        if poll_s is not None:
-            for dev in site["devices"]:
-                if dev["nature"] in (Nature.BATTERY, Nature.METER, "battery", "meter"):
-                    dev["period_s"] = min(dev["period_s"], poll_s)
-                    dev["timeout_s"] = min(dev["timeout_s"], max(0.1, poll_s))
+        # Every device must stay fresh at the (possibly faster) cycle: the fleet file refuses a poll period
+        # at or above stale_cycles × cycle_s.  PV keeps a slower poll, half the stale limit at most.
+        stale_limit_s = site["control"]["stale_cycles"] * site["control"]["cycle_s"]
+        for dev in site["devices"]:
+            control = dev["nature"] in (Nature.BATTERY, Nature.METER, "battery", "meter")
+            period = min(dev["period_s"], poll_s) if (control and poll_s is not None) else dev["period_s"]
+            dev["period_s"] = min(period, 0.5 * stale_limit_s)
+            dev["timeout_s"] = min(dev["timeout_s"], max(0.1, dev["period_s"]))
     return FleetConfig.model_validate(data)
 
 

@@ -54,3 +54,25 @@ def test_the_floor_looks_ahead_to_the_evening_need():
     assert max(plain_later) > plain  # and it is higher than now's: the test's hour has a rising need
     # disaster_reserve holds more than vpp (12 h against h_vpp).
     assert reserve.floor_wh(Mode.DISASTER_RESERVE, critical, pv) > ahead
+
+
+def test_a_reserve_the_battery_cannot_hold_from_a_night_start_is_an_alarm_with_the_figures():
+    """The floor is capped at a full battery, so a promise larger than it must be seen on the dashboard."""
+    site, reserve = _policy("hall-01")
+    now = datetime(2026, 12, 7, 3, 0, tzinfo=timezone.utc)
+    conditions = {c.code: c for c in reserve.shortfall_alarms(now)}
+    usable = reserve.policy.max_energy_wh - reserve.policy.min_energy_wh
+    short = reserve.shortfall(Mode.DISASTER_RESERVE, now)
+    if short is None:  # the hall's battery holds it: no alarm
+        assert not conditions["reserve_short_disaster"].active
+    else:
+        hours, carried, need = short
+        assert need > usable and carried < hours
+        c = conditions["reserve_short_disaster"]
+        assert c.active and f"{need / 1000:.1f} kWh" in c.message and f"{carried:.1f} h" in c.message
+    # A hall whose critical load is small enough keeps the promise from any start: no alarm.
+    small = ReservePolicy(reserve.policy, 100.0, 0.5)
+    assert not any(c.active for c in small.shortfall_alarms(now))
+    # And a huge one cannot, in both modes.
+    huge = ReservePolicy(reserve.policy, 5000.0, 0.5)
+    assert all(c.active for c in huge.shortfall_alarms(now))
