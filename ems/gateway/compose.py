@@ -194,7 +194,8 @@ class Gateway:
         from ems.gateway.planning import OptimizerPlanSource  # Pyomo is heavy: only load it when planning
 
         return OptimizerPlanSource(w.site, slot_minutes=w.slot_minutes, horizon_slots=w.planner.horizon_slots,
-                                   prices=self.inputs, weather=self.inputs, state_dir=w.state_dir)
+                                   prices=self.inputs, weather=self.inputs, state_dir=w.state_dir,
+                                   worker=w.planner.worker)
 
     # -- life ----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -262,7 +263,9 @@ def simulated_wiring(site: SiteConfig, fleet: FleetConfig, state_dir: Path, maps
     return GatewayWiring(
         site=site, slot_minutes=fleet.fleet.slot_minutes, jepx_area=fleet.fleet.jepx_area, state_dir=state_dir,
         maps_dir=maps_dir, uplink=uplink, writer=writer, prices=prices,
-        planner=PlannerSection(optimizer=optimizer), telemetry_every=telemetry_every,
+        # Threads: fourteen planner processes of ~200 MB each would not fit a demo; the simulation's halls
+        # take turns in one process (measured: cold plans can then hold a cycle up to ~180 ms).
+        planner=PlannerSection(optimizer=optimizer, worker="thread"), telemetry_every=telemetry_every,
         state_every=state_every, shipper=ShipperTiming(min_backoff_s=0.2, max_backoff_s=5.0, idle_wait_s=0.5),
         outbox_factory=outbox_factory,
     )

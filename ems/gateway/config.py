@@ -119,10 +119,14 @@ class WeatherSection(StrictModel):
 
 
 class PlannerSection(StrictModel):
-    """optimizer: plan with Pyomo + HiGHS (false: the rule plan alone); horizon_slots: slots planned ahead."""
+    """optimizer: plan with Pyomo + HiGHS (false: the rule plan alone); horizon_slots: slots planned ahead;
+    worker: where plans are made, ``process`` (a child process: its own GIL and garbage collector, so a
+    plan that builds its model never delays a control cycle; ~200 MB) or ``thread`` (lighter; a cold plan
+    can hold the cycle up to ~180 ms: for simulations of many halls in one process)."""
 
     optimizer: bool = True
     horizon_slots: int = Field(default=48, ge=4, le=7 * 96)
+    worker: Literal["process", "thread"] = "process"
 
 
 class GatewayConfig(StrictModel):

@@ -19,6 +19,7 @@ gets the process restarted.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 from pathlib import Path
@@ -83,6 +84,9 @@ async def run_gateway_cli(args: Any) -> int:
         loop.call_later(args.duration, stop.set)
     notifier = Notifier()
     await gateway.start()
+    # Everything loaded so far (Pyomo alone is ~150k objects) lives as long as the process: out of the
+    # garbage collector's sight, a full collection no longer pauses the control cycle for ~60 ms.
+    gc.freeze()
     helpers = [asyncio.create_task(print_status_lines([gateway.daemon], stop), name="status-lines"),
                asyncio.create_task(_feed_watchdog(gateway, notifier, stop), name="watchdog")]
     notifier.ready()

@@ -84,15 +84,20 @@ class Proc:
         self.returncodes.append(rc)
         return rc
 
-    def group_alive(self) -> bool:
-        """Whether any process of this process group (the child and what it started) is still running."""
+    def group_alive(self, grace_s: float = 5.0) -> bool:
+        """Whether any process of this process group (the child and what it started: a planner process,
+        multiprocessing's resource tracker) is still running ``grace_s`` [s] after the child ended."""
         if self.proc is None:
             return False
-        try:
-            os.killpg(self.proc.pid, 0)
-        except ProcessLookupError:
-            return False
-        return True
+        deadline = time.monotonic() + grace_s
+        while True:
+            try:
+                os.killpg(self.proc.pid, 0)
+            except ProcessLookupError:
+                return False
+            if time.monotonic() > deadline:
+                return True
+            time.sleep(0.1)
 
     def log_tail(self, chars: int = 4000) -> str:
         try:
