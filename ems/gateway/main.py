@@ -21,12 +21,12 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import signal
 from pathlib import Path
 from typing import Any
 
 from devices.configfile import ConfigError
 from ems.gateway.config import GatewayConfig, load_gateway_config
+from ems.signals import stop_on_signals
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +60,6 @@ async def run_gateway_cli(args: Any) -> int:
     from devices.simulator.clock import WallClock
     from ems.config import load_fleet
     from ems.gateway.compose import Gateway, wiring_from_config
-    from ems.gateway.daemon import print_status_lines
-    from ems.sdnotify import Notifier
 
     cfg = gateway_config_from_args(args)
     if args.rule_only:
@@ -77,11 +75,17 @@ async def run_gateway_cli(args: Any) -> int:
         raise ConfigError([f"{args.config}: {exc}"]) from None
     gateway = Gateway(wiring, WallClock())
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    if args.duration:
-        loop.call_later(args.duration, stop.set)
+    with stop_on_signals(stop):
+        return await _serve(gateway, wiring, stop, args.duration)
+
+
+async def _serve(gateway: Any, wiring: Any, stop: asyncio.Event, duration_s: float | None) -> int:
+    """Start the gateway, report to systemd, run cycles until ``stop``, then stop everything in order."""
+    from ems.gateway.daemon import print_status_lines
+    from ems.sdnotify import Notifier
+
+    if duration_s:
+        asyncio.get_running_loop().call_later(duration_s, stop.set)
     notifier = Notifier()
     await gateway.start()
     # Everything loaded so far (Pyomo alone is ~150k objects) lives as long as the process: out of the
@@ -101,8 +105,6 @@ async def run_gateway_cli(args: Any) -> int:
         await asyncio.gather(*helpers, return_exceptions=True)
         await gateway.stop()
         gateway.close()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
     log.info("%s: gateway stopped", gateway.site.id)
     return 0
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -21,6 +20,7 @@ from zoneinfo import ZoneInfo
 
 from ems.errors import UsageError
 from ems.config import FleetConfig, load_fleet
+from ems.signals import stop_on_signals
 from ems.gateway.daemon import DaemonStatus, EdgeDaemon, print_status_lines
 
 log = logging.getLogger(__name__)
@@ -119,25 +119,21 @@ async def run_demo(args: argparse.Namespace) -> int:
         runtime.inject_outage(o.site_id, start + timedelta(minutes=o.start_min), timedelta(minutes=o.length_min))
     print(start_banner(runtime), flush=True)
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    # SIGTERM like Ctrl-C: stop the gateways, the central service and the broker child, exit 0.
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     if args.duration:
-        loop.call_later(args.duration, stop.set)
+        asyncio.get_running_loop().call_later(args.duration, stop.set)
     daemons = list(runtime.daemons.values())
-    try:
-        if args.plain:
-            await print_status_lines(daemons, stop, every_s=2.0)
-        else:
-            await _live_output(daemons, clock, tz, args.speed, stop)
-    except asyncio.CancelledError:
-        pass
-    finally:
-        await runtime.stop()
-        runtime.close_stores()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
+    # SIGTERM like Ctrl-C: stop the gateways, the central service and the broker child, exit 0.
+    with stop_on_signals(stop):
+        try:
+            if args.plain:
+                await print_status_lines(daemons, stop, every_s=2.0)
+            else:
+                await _live_output(daemons, clock, tz, args.speed, stop)
+        except asyncio.CancelledError:
+            pass
+        finally:
+            await runtime.stop()
+            runtime.close_stores()
     return 0
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
 from datetime import datetime, timezone
 
 from ems.errors import UsageError
 from ems.config import load_fleet
+from ems.signals import stop_on_signals
 
 log = logging.getLogger(__name__)
 
@@ -51,15 +51,11 @@ async def run_simulate(args: argparse.Namespace) -> int:
         log.info("serving %s (%s) on 127.0.0.1:%d", s.id, s.name, s.simulator.port)
     print(f"serving {len(served)} simulated halls at speed {args.speed:g}x; Ctrl-C stops", flush=True)
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):  # a clean stop, exit status 0
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await stop.wait()
-    except asyncio.CancelledError:
-        pass
-    finally:
-        await sim.stop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
+    with stop_on_signals(stop):  # a clean stop, exit status 0
+        try:
+            await stop.wait()
+        except asyncio.CancelledError:
+            pass
+        finally:
+            await sim.stop()
     return 0
