@@ -16,22 +16,45 @@ restarts from its previous basis.  The Params remain the model's only input:
 change them, call :meth:`PersistentHighs.solve`.  If a helper is not affine
 in the Params (checked numerically at compile time), the interface's own
 update is used instead, so correctness never depends on the fast path.
+
+Pyomo's interface wraps ``set_instance`` and every solve in
+``pyomo.common.tee.capture_output(capture_fd=True)``, which swaps the
+*process'* ``sys.stdout``/``sys.stderr`` and file descriptors 1 and 2 for a
+buffer while it runs.  In a gateway that plans in a worker thread, every log
+line and status line the event loop writes meanwhile goes into that buffer
+(lost), and a ``print`` that picked up the swapped stream just before it is
+closed fails with "I/O operation on closed file" (seen: ``ems demo`` exiting
+1).  We ask HiGHS for no output (``output_flag`` false), so there is nothing
+to capture: :func:`_no_capture` replaces it in that module, once, at import.
 """
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import random
 import time
 from dataclasses import dataclass
+from typing import Any, Iterator
 
 import highspy
 import numpy as np
 import pyomo.environ as pyo
+import pyomo.contrib.solver.solvers.highs as _pyomo_highs
 from pyomo.contrib.solver.solvers.highs import Highs
 from pyomo.core.expr.numvalue import value
 from pyomo.core.expr.numeric_expr import NPV_MaxExpression, NPV_MinExpression
 from pyomo.core.expr.visitor import identify_mutable_parameters
+
+
+@contextlib.contextmanager
+def _no_capture(*_args: Any, **_kwargs: Any) -> Iterator[None]:
+    """Stands in for Pyomo's ``capture_output`` in its HiGHS interface: leave the process' streams alone."""
+    yield
+
+
+# Why: see the module docstring (process-wide stream swap from a worker thread).
+_pyomo_highs.capture_output = _no_capture
 
 
 class SolveStatus(str, enum.Enum):

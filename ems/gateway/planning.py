@@ -30,9 +30,8 @@ one lock (``_cond``).  The worker calls the planner in the thread itself
 one at a time, see ``_PLAN_LOCK``) or in a child process
 (``worker="process"``, :class:`ProcessPlanner`): there its Python (Pyomo's
 build and extract) and its garbage collection cannot hold this process' GIL
-while the cycle wants it, and Pyomo's redirection of stdout/stderr while it
-loads a model cannot swallow the daemon's own log lines (``ems bench
-control --optimizer`` measures both workers).
+while the cycle wants it (``ems bench control --optimizer`` measures both
+workers).
 
 In vpp the cycle carries out the slot with
 :func:`optimizer.execution.self_use_setpoint`: the battery charges the PV
@@ -82,10 +81,10 @@ log = logging.getLogger(__name__)
 #: Modes the optimizer plans for; the rest follow the rule.
 PLANNED_MODES = (Mode.VPP, Mode.DISASTER_RESERVE)
 
-#: One plan at a time in this process (thread workers): Pyomo's HiGHS interface redirects the process' stdout
-#: and stderr file descriptors while it hands a model to HiGHS (pyomo.common.tee.capture_output), and two
-#: threads doing that at once deadlock or leave the process writing into a closed pipe (seen with the 14
-#: halls of the simulated fleet).  A process worker plans in its own process and does not take it.
+#: One plan at a time in this process (thread workers): Pyomo does not promise that building and extracting
+#: models from several threads at once is safe, and the halls of a simulation gain nothing from taking the GIL
+#: from each other.  (Pyomo's swap of the process' stdout/stderr while it hands a model to HiGHS, which once made
+#: this lock necessary, is switched off in :mod:`optimizer.solver`.)  A process worker plans in its own process.
 _PLAN_LOCK = threading.Lock()
 
 #: After a re-plan that produced no plan at all (the forecast itself failed), wait this long [s of wall time]

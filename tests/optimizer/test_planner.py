@@ -173,3 +173,35 @@ def test_bad_mode_and_soc_are_errors():
         plan_site(policy(), f, 50.0, "manual")
     with pytest.raises(ValueError, match="outside 0"):
         plan_site(policy(), f, 101.0, "vpp")
+
+
+def test_solving_leaves_the_process_streams_alone(monkeypatch, capfd):
+    """A plan made in a worker thread must not swap the process' stdout/stderr (Pyomo's capture_output did:
+    the event loop's log lines vanished into its buffer and a print raced its close, "I/O operation on
+    closed file"), and HiGHS prints nothing of its own but its once-per-process banner."""
+    import os
+    import sys
+
+    from pyomo.contrib.solver.solvers.highs import Highs
+
+    seen = []
+    original_add_block = Highs.add_block
+
+    def spy(self, block):  # runs inside set_instance, where the capture used to be active
+        seen.append((sys.stdout, sys.stderr, os.fstat(1).st_ino, os.fstat(2).st_ino))
+        return original_add_block(self, block)
+
+    monkeypatch.setattr(Highs, "add_block", spy)
+    import highspy
+    highspy.Highs()  # HiGHS prints its banner once per process, at the first construction: not ours to hide
+    capfd.readouterr()
+    before = (sys.stdout, sys.stderr, os.fstat(1).st_ino, os.fstat(2).st_ino)
+    m = pyo.ConcreteModel()
+    m.x = pyo.Var(bounds=(1, 2))
+    m.obj = pyo.Objective(expr=m.x)
+    solver = PersistentHighs(m)
+    assert solver.solve().objective == pytest.approx(1.0)
+    assert solver.solve().objective == pytest.approx(1.0)
+    assert seen == [before]
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""
