@@ -62,8 +62,31 @@ class MqttTransport(StrictModel):
     time_key: str | None = None  # JSON key with an ISO 8601 or epoch time; else receive time
 
 
+class EchonetLiteTransport(StrictModel):
+    """An ECHONET Lite object on a node reached over UDP (devices.echonet).
+
+    host/port: the node (port 3610 on real equipment; another port for a
+    simulated hall); instance: the object's instance code (1..0x7F) within
+    its class, which the device's nature gives (battery 0x027D, PV 0x0279,
+    meter 0x0288); local_port: the UDP port the gateway listens on for
+    answers (3610: real nodes answer there; 0: any free port, for nodes that
+    answer to the sender, like the simulator).
+    """
+
+    kind: Literal["echonet_lite"]
+    host: str = Field(min_length=1)
+    port: int = Field(default=3610, ge=1, le=65535)
+    instance: int = Field(default=1, ge=1, le=0x7F)
+    local_port: int = Field(default=3610, ge=0, le=65535)
+
+    @property
+    def endpoint(self) -> tuple[str, int]:
+        """(host, port) of the node."""
+        return (self.host, self.port)
+
+
 Transport = Annotated[
-    ModbusTcpTransport | ModbusRtuTransport | MqttTransport, Field(discriminator="kind")
+    ModbusTcpTransport | ModbusRtuTransport | MqttTransport | EchonetLiteTransport, Field(discriminator="kind")
 ]
 
 
@@ -94,6 +117,10 @@ class DeviceConfig(StrictModel):
                     f"transport.fields: {', '.join(unknown)} not a {self.nature.value} field "
                     f"(one of {', '.join(sorted(allowed))})"
                 )
+            return self
+        if isinstance(self.transport, EchonetLiteTransport):
+            if self.map is not None:
+                raise ValueError("an ECHONET Lite device takes no 'map': its class (from the nature) defines the properties")
             return self
         if not self.map:
             raise ValueError("a Modbus device needs 'map' (a file in config/devicemaps, or 'sunspec')")

@@ -15,7 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from devices.config import SUNSPEC, DeviceConfig, ModbusRtuTransport, ModbusTcpTransport, MqttTransport
+from devices.config import (
+    SUNSPEC,
+    DeviceConfig,
+    EchonetLiteTransport,
+    ModbusRtuTransport,
+    ModbusTcpTransport,
+    MqttTransport,
+)
 from devices.configfile import ConfigError
 from devices.errors import DeviceError
 from devices.modbus.connection import ModbusConnection
@@ -53,6 +60,18 @@ def _mqtt_device(config: DeviceConfig, **kwargs: Any) -> Device:
     return MqttDevice(config, **kwargs)
 
 
+def _echonet_device(config: DeviceConfig, sockets: dict[int, Any], clock: Clock) -> Device:
+    # One UDP socket per local port for all ECHONET Lite devices of the site (real nodes answer to 3610).
+    from devices.echonet.client import EchonetSocket
+    from devices.echonet.natures import ECHONET_CLASSES
+
+    local_port = config.transport.local_port
+    sock = sockets.get(local_port)
+    if sock is None:
+        sock = sockets[local_port] = EchonetSocket(local_port=local_port)
+    return ECHONET_CLASSES[config.nature](config, sock, clock=clock)
+
+
 def build_devices(
     site_devices: Iterable[DeviceConfig],
     maps_dir: Path | None = None,
@@ -72,11 +91,15 @@ def build_devices(
     connections: dict[tuple, ModbusConnection] = {}
     serial: dict[tuple, tuple] = {}
     devices: dict[str, Device] = {}
+    echonet_sockets: dict[int, Any] = {}
     for cfg in site_devices:
         if cfg.id in devices:
             raise ValueError(f"duplicate device id {cfg.id!r}")
         if isinstance(cfg.transport, MqttTransport):
             devices[cfg.id] = _mqtt_device(cfg, **(mqtt_kwargs or {}))
+            continue
+        if isinstance(cfg.transport, EchonetLiteTransport):
+            devices[cfg.id] = _echonet_device(cfg, echonet_sockets, clock)
             continue
         key = _endpoint_key(cfg.transport)
         if isinstance(cfg.transport, ModbusRtuTransport):
@@ -113,7 +136,11 @@ async def close_all(devices: dict[str, Device] | Iterable[Device]) -> None:
             if hasattr(result, "__await__"):
                 await result
         conn = getattr(dev, "connection", None)
-        if isinstance(conn, ModbusConnection) and id(conn) not in seen:
+        if not isinstance(conn, ModbusConnection):
+            conn = getattr(dev, "socket", None)
+            if type(conn).__name__ != "EchonetSocket":  # not imported here: Modbus-only sites never load it
+                conn = None
+        if conn is not None and id(conn) not in seen:
             seen.add(id(conn))
             await conn.close()
 
@@ -159,7 +186,7 @@ def check_devices(site_devices: Sequence[DeviceConfig], maps_dir: Path | None = 
                             f"{getattr(t, name)} differs from devices[{first[0]}] on the same serial line "
                             f"{t.device} ({getattr(first[1], name)})"))
                         break
-        if not isinstance(t, MqttTransport) and cfg.map != SUNSPEC:
+        if not isinstance(t, (MqttTransport, EchonetLiteTransport)) and cfg.map != SUNSPEC:
             try:
                 regmap = load_register_map(cfg.map, maps_dir)  # type: ignore[arg-type]
             except ConfigError as exc:

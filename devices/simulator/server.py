@@ -29,7 +29,7 @@ from pymodbus.constants import ExcCodes
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from devices.config import SUNSPEC, ModbusTcpTransport
+from devices.config import SUNSPEC, EchonetLiteTransport, ModbusTcpTransport
 from devices.registermap import Function, load_register_map
 from devices.simulator.clock import SimClock
 from devices.simulator.physics import HallPhysics
@@ -40,6 +40,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_TICK_S = 0.1
+
+
+_NO_MODBUS = object()  # "running" marker of a hall whose devices are all ECHONET Lite
 
 
 class SimulatorError(RuntimeError):
@@ -111,8 +114,14 @@ class HallSimulator:
         self.tick_s = tick_s
         self.physics = physics or HallPhysics(site, clock)
         self.units: dict[int, UnitImage] = {}
+        # ECHONET Lite devices: one node per configured (host, port), moved by the same offset as the hall.
+        offset = port - site.simulator.port if site.simulator is not None else 0
+        echonet: dict[int, list] = {}
         for dev in site.devices:
             t = dev.transport
+            if isinstance(t, EchonetLiteTransport):
+                echonet.setdefault(t.port + offset, []).append((dev.nature, t.instance))
+                continue
             if not isinstance(t, ModbusTcpTransport):
                 log.info("%s: device %s is not Modbus TCP (%s): not simulated", site.id, dev.id, t.kind)
                 continue
@@ -121,8 +130,14 @@ class HallSimulator:
                 self.units[t.unit] = build_unit_image(dev, regmap, self.physics)
             except ValueError as exc:
                 raise SimulatorError(f"site {site.id}: {exc}") from None
-        if not self.units:
-            raise SimulatorError(f"site {site.id}: no Modbus TCP device to simulate")
+        from devices.simulator.echonet_node import EchonetNode
+
+        try:
+            self.echonet_nodes = [EchonetNode(self.physics, objs, host, p, name=site.id) for p, objs in echonet.items()]
+        except ValueError as exc:
+            raise SimulatorError(f"site {site.id}: {exc}") from None
+        if not self.units and not self.echonet_nodes:
+            raise SimulatorError(f"site {site.id}: no Modbus TCP or ECHONET Lite device to simulate")
         self._server: ModbusTcpServer | None = None
         self._ticker: asyncio.Task | None = None
 
@@ -135,15 +150,27 @@ class HallSimulator:
         """Listen on host:port and start stepping the physics; SimulatorError if the port is taken."""
         if self._server is not None:
             return
-        devices = [_sim_device(unit, image) for unit, image in sorted(self.units.items())]
-        server = ModbusTcpServer(devices, address=(self.host, self.port))
-        try:
-            await server.serve_forever(background=True)
-        except (RuntimeError, OSError) as exc:
-            with contextlib.suppress(Exception):
-                await server.shutdown()
-            raise SimulatorError(f"site {self.site.id}: cannot listen on {self.host}:{self.port}: {exc}") from None
-        self._server = server
+        for node in self.echonet_nodes:
+            try:
+                await node.start()
+            except OSError as exc:
+                for started in self.echonet_nodes:
+                    await started.stop()
+                raise SimulatorError(f"site {self.site.id}: cannot listen on UDP {node.host}:{node.port} "
+                                     f"(ECHONET Lite): {exc}") from None
+        server = None
+        if self.units:
+            devices = [_sim_device(unit, image) for unit, image in sorted(self.units.items())]
+            server = ModbusTcpServer(devices, address=(self.host, self.port))
+            try:
+                await server.serve_forever(background=True)
+            except (RuntimeError, OSError) as exc:
+                with contextlib.suppress(Exception):
+                    await server.shutdown()
+                for node in self.echonet_nodes:
+                    await node.stop()
+                raise SimulatorError(f"site {self.site.id}: cannot listen on {self.host}:{self.port}: {exc}") from None
+        self._server = server or _NO_MODBUS
         self.physics.step()
         self._ticker = asyncio.create_task(self._tick(), name=f"sim-{self.site.id}")
         log.info("%s: simulator listening on %s:%d (units %s)", self.site.id, self.host, self.port,
@@ -157,8 +184,11 @@ class HallSimulator:
             with contextlib.suppress(asyncio.CancelledError):
                 await ticker
         server, self._server = self._server, None
+        for node in self.echonet_nodes:
+            await node.stop()
         if server is not None:
-            await server.shutdown()
+            if server is not _NO_MODBUS:
+                await server.shutdown()
             log.info("%s: simulator on %s:%d stopped", self.site.id, self.host, self.port)
 
     async def _tick(self) -> None:
