@@ -17,7 +17,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, ValidationInfo, field_validator, model_validator
 
-from devices.config import DeviceConfig, ModbusRtuTransport, ModbusTcpTransport, MqttTransport
+from devices.config import DeviceConfig, EchonetLiteTransport, ModbusRtuTransport, ModbusTcpTransport, MqttTransport
 from devices.configfile import ConfigError, StrictModel, load_yaml_model
 from devices.readings import Nature
 from optimizer.reserve import SafetyPolicy
@@ -182,6 +182,10 @@ class SiteConfig(StrictModel):
     id: SiteId
     name: Name
     area_code: str = Field(pattern=r"^\d{6,7}$")  # JMA warning area (municipality) code
+    #: JMA 地震情報／細分区域 (3 digits, e.g. 鳥取県東部 560) for 震度速報, which names no cities.
+    seismic_area_code: str | None = Field(default=None, pattern=r"^\d{3}$")
+    #: JMA 津波予報区 (3 digits, e.g. 鳥取県 540) for coastal halls; None: tsunami reports do not act.
+    tsunami_area_code: str | None = Field(default=None, pattern=r"^\d{3}$")
     area_name: OptionalName = ""
     lat: float = Field(ge=20, le=46)  # Japan
     lon: float = Field(ge=122, le=154)
@@ -335,6 +339,20 @@ class FleetConfig(StrictModel):
                     where = f"sites[{i}].devices[{j}].transport"
                     if key in endpoints:
                         problems.append(f"{where}: {key[0]}:{key[1]} unit {key[2]} already used by {endpoints[key]}")
+                    endpoints.setdefault(key, where)
+                elif isinstance(t, EchonetLiteTransport):
+                    # One object per class and instance on a node.  Halls are separate LANs (192.168.x.y may
+                    # recur), but loopback nodes share this machine: there a node belongs to one site.
+                    where = f"sites[{i}].devices[{j}].transport"
+                    shared = t.host in ("localhost", "::1") or t.host.startswith("127.")
+                    key = ("echonet", t.host, t.port, dev.nature.value, t.instance, None if shared else i)
+                    node = endpoints.setdefault(("echonet-node", t.host, t.port, None if shared else i), (i, where))
+                    if key in endpoints:
+                        problems.append(f"{where}: {t.host}:{t.port} {dev.nature.value} instance {t.instance} "
+                                        f"already used by {endpoints[key]}")
+                    elif node[0] != i:
+                        problems.append(f"{where}: ECHONET Lite node {t.host}:{t.port} already used by {node[1]} "
+                                        "of another site")
                     endpoints.setdefault(key, where)
         fleet_problems: list[str] = []
         try:

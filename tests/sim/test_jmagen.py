@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from ems.sim.drill.jmagen import warning_report_xml, write_report
+from ems.sim.drill.jmagen import warning_report_xml, warning_reports_xml, write_report
 from ems.central.jma.feed import AtomFeedReader
 from ems.central.jma.trigger import SwitchToDisaster, WarningTrigger
 
@@ -18,11 +18,15 @@ AREAS = [("3120100", "鳥取市"), ("3130200", "岩美町")]
 def test_report_switches_the_halls_of_its_areas(fmt, fleet):
     from ems.central.jma.parser import parse_report
 
-    report = parse_report(warning_report_xml(T, AREAS, ["storm", "heavy_rain"], fmt).encode(), entry_id="e1",
-                          source="generated")
-    actions = WarningTrigger(fleet.sites).evaluate(report)
-    assert sorted(a.site_id for a in actions if isinstance(a, SwitchToDisaster)) == ["hall-01", "hall-02", "hall-07"]
-    assert report.report_time == T
+    xmls = warning_reports_xml(T, AREAS, ["storm", "heavy_rain"], fmt)
+    assert len(xmls) == (1 if fmt == "current" else 2)  # the 2026 format: one telegram per hazard
+    trigger = WarningTrigger(fleet.sites)
+    actions = []
+    for n, xml in enumerate(xmls):
+        report = parse_report(xml.encode(), entry_id=f"e1-{n}", source="generated")
+        assert report.report_time == T and report.format == ("r06" if fmt == "level2026" else "vpww53")
+        actions += trigger.evaluate(report)
+    assert sorted({a.site_id for a in actions if isinstance(a, SwitchToDisaster)}) == ["hall-01", "hall-02", "hall-07"]
 
 
 def test_level_format_carries_levels(fleet):

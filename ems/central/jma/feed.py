@@ -1,8 +1,10 @@
 """Read JMA reports from the Atom feed (URL) or from a folder, each entry once.
 
-URL mode polls the JMA "extra" feed (e.g.
-``https://www.data.jma.go.jp/developer/xml/feed/extra.xml``), picks entries
-whose title is a warning or typhoon report, fetches each new entry's XML and
+URL mode polls a JMA feed (the "extra" feed
+``https://www.data.jma.go.jp/developer/xml/feed/extra.xml`` carries warnings and
+typhoons, the "eqvol" feed ``…/eqvol.xml`` earthquakes and tsunamis: see
+:class:`FeedReaders` for more than one), picks entries whose title is a report
+we read, fetches each new entry's XML and
 parses it.  Folder mode reads ``*.xml`` files: Atom feeds (their entries'
 files are looked up in the same folder by name, else fetched) and single
 reports (entry id = file name + content hash, so a rewritten file is new).
@@ -28,7 +30,7 @@ from typing import Callable, Iterable
 from urllib.parse import urljoin, urlparse
 
 from ems.central.jma.models import JmaParseError, UnsupportedReportError, WarningReport
-from ems.central.jma.parser import MAX_BYTES, TYPHOON_TITLE_PREFIX, WARNING_TITLES, parse_report, parse_xml
+from ems.central.jma.parser import MAX_BYTES, is_read_title, parse_report, parse_xml
 from ems.central.sqlite_recovery import OnRecovered, open_sqlite_or_recover
 
 log = logging.getLogger(__name__)
@@ -40,9 +42,10 @@ Fetch = Callable[[str], bytes]
 
 
 def is_wanted_title(title: str) -> bool:
-    """True for entry titles of warning reports (present and 2026 formats) and typhoon reports."""
-    title = title.strip()
-    return title in WARNING_TITLES or title.startswith(TYPHOON_TITLE_PREFIX)
+    """True for entry titles of the reports we read: weather warnings (present format and the 2026
+    per-hazard 気象警報・注意報（Ｒ０６）（…） telegrams), typhoon, seismic-intensity and tsunami reports.
+    Others (地方海上警報, 集約通報, …) are not even fetched."""
+    return is_read_title(title)
 
 
 @dataclass(frozen=True)
@@ -285,3 +288,30 @@ class AtomFeedReader:
             if report is not None:
                 reports.append(report)
         return reports
+
+
+class FeedReaders:
+    """Several :class:`AtomFeedReader` polled as one (e.g. the extra and eqvol feeds): reports of all, in
+    order of the readers; ``last_error`` and ``last_parse_error`` of any; ``close`` closes all."""
+
+    def __init__(self, readers: list[AtomFeedReader]) -> None:
+        if not readers:
+            raise ValueError("FeedReaders needs at least one reader")
+        self.readers = readers
+        self.source = readers[0].source
+
+    def poll(self) -> list[WarningReport]:
+        return [r for reader in self.readers for r in reader.poll()]
+
+    @property
+    def last_error(self) -> str | None:
+        errors = [e for e in (r.last_error for r in self.readers) if e]
+        return "; ".join(errors) or None
+
+    @property
+    def last_parse_error(self) -> str | None:
+        return next((r.last_parse_error for r in self.readers if r.last_parse_error), None)
+
+    def close(self) -> None:
+        for reader in self.readers:
+            reader.close()

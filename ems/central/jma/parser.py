@@ -25,6 +25,7 @@ import xml.etree.ElementTree as ET
 from datetime import datetime, timedelta, timezone
 from typing import Iterator
 
+from ems.central.jma.geo import circle_from_axes
 from ems.central.jma.models import (
     AreaWarning,
     JmaParseError,
@@ -42,16 +43,36 @@ NS_ELEMENT = "http://xml.kishou.go.jp/jmaxml1/elementBasis1/"
 
 MAX_BYTES = 10 * 1024 * 1024
 
-#: Control/Title of warning reports (present and level-based formats).
+#: Control/Title of warning reports that carry the whole state of each area (all hazards in one report).
 WARNING_TITLES = frozenset({
     "気象特別警報・警報・注意報",        # VPWW53
     "気象警報・注意報（Ｈ２７）",        # VPWW54
     "気象警報・注意報",                  # older/other offices
-    "気象警報・注意報（Ｒ０８）",        # 2026 level-based (assumed title, see tests/central/jma/samples/README.md)
-    "気象防災情報（警戒レベル）",        # 2026 level-based, alternative wording
 })
+#: The 2026 format (in service since 2026-05-29): one telegram per hazard, VPWW55-61, titled
+#: 気象警報・注意報（Ｒ０６）（<hazard>）.  Each speaks only for its own categories.  JMA's sample
+#: package spells the landslide one both （土砂） and （土砂災害）.
+R06_PREFIX = "気象警報・注意報（Ｒ０６）（"
+R06_SCOPES: dict[str, frozenset[str]] = {
+    "大雨": frozenset({"heavy_rain"}), "土砂": frozenset({"landslide"}), "土砂災害": frozenset({"landslide"}),
+    "高潮": frozenset({"storm_surge"}), "暴風": frozenset({"storm"}), "波浪": frozenset({"waves"}),
+    "大雪": frozenset({"heavy_snow"}), "その他注意報": frozenset({"other"}),
+}
+R06_TITLES = frozenset(f"{R06_PREFIX}{hazard}）" for hazard in R06_SCOPES)
 #: Control/Title prefix of typhoon analysis and forecast reports.
 TYPHOON_TITLE_PREFIX = "台風解析・予報情報"
+#: Seismic intensity reports: 震度速報 (VXSE51) and 震源・震度に関する情報 (VXSE53).
+EARTHQUAKE_TITLES = frozenset({"震度速報", "震源・震度に関する情報"})
+#: 津波警報・注意報・予報 (VTSE41); JMA's title carries a trailing "a".
+TSUNAMI_TITLE_PREFIX = "津波警報・注意報・予報"
+
+
+def is_read_title(title: str) -> bool:
+    """True for the report titles this parser reads (feed entries with other titles are not fetched)."""
+    title = title.strip()
+    return (title in WARNING_TITLES or title in R06_TITLES or title in EARTHQUAKE_TITLES
+            or title.startswith((TYPHOON_TITLE_PREFIX, TSUNAMI_TITLE_PREFIX)))
+
 
 _FULLWIDTH_DIGITS = str.maketrans("０１２３４５６７８９", "0123456789")
 _LEVEL_IN_NAME = re.compile(r"レベル\s*([2-5])")
@@ -192,17 +213,35 @@ def parse_report(xml: bytes, entry_id: str = "", source: str = "") -> WarningRep
         control_status=_text(control, "Status") or "通常",
         publishing_office=_text(control, "PublishingOffice"),
         headline=_text(_child(head, "Headline"), "Text"),
+        extra={"event_id": _text(head, "EventID")},
     )
     body = _child(root, "Body")
     if title.startswith(TYPHOON_TITLE_PREFIX):
         typhoon = _parse_typhoon(body, where) if body is not None and info_type != "取消" else None
         return WarningReport(items=[], report_type="typhoon", format="typhoon", typhoon=typhoon, **common)
-    if title in WARNING_TITLES or ("警報" in title and "台風" not in title and "土砂" not in title):
-        items, fmt = _parse_warnings(body, where) if body is not None else ([], "")
-        if not fmt:
-            fmt = "vpww54" if "Ｈ２７" in title else "vpww53"
-        return WarningReport(items=items, report_type="warning", format=fmt, **common)
-    raise UnsupportedReportError(f"{where}: report type {title!r} is not a warning or typhoon report")
+    if title in EARTHQUAKE_TITLES:
+        from ems.central.jma.seismic import parse_earthquake
+
+        quake = parse_earthquake(head, body, where) if info_type != "取消" else None
+        return WarningReport(items=[], report_type="earthquake", format="vxse53" if "震源" in title else "vxse51",
+                             earthquake=quake, **common)
+    if title.startswith(TSUNAMI_TITLE_PREFIX):
+        from ems.central.jma.seismic import parse_tsunami
+
+        tsunami = parse_tsunami(body, where) if body is not None and info_type != "取消" else []
+        return WarningReport(items=[], report_type="tsunami", format="vtse41", tsunami=tsunami, **common)
+    if title in WARNING_TITLES or title in R06_TITLES:
+        skipped: list[str] = []
+        items, levelled = _parse_warnings(body, where, skipped) if body is not None else ([], False)
+        if title in R06_TITLES:
+            fmt, scope = "r06", R06_SCOPES[title[len(R06_PREFIX):-1]]
+        else:
+            fmt, scope = ("level2026" if levelled else "vpww54" if "Ｈ２７" in title else "vpww53"), None
+        return WarningReport(items=items, report_type="warning", format=fmt, scope=scope, skipped=skipped,
+                             **common)
+    # 地方海上警報, 土砂災害警戒情報, 気象特別警報報知, the R06 集約通報 and 時系列 telegrams, …: not ours.
+    raise UnsupportedReportError(f"{where}: report type {title!r} is not read (not a weather-warning, typhoon, "
+                                 f"seismic-intensity or tsunami report)")
 
 
 # -- warnings -------------------------------------------------------------------
@@ -239,7 +278,10 @@ def _parse_kind(kind: ET.Element, where: str, at: str) -> WarningKind:
                        severity=severity_of(name, level))
 
 
-def _parse_warnings(body: ET.Element, where: str) -> tuple[list[AreaWarning], str]:
+def _parse_warnings(body: ET.Element, where: str, skipped: list[str]) -> tuple[list[AreaWarning], bool]:
+    """Items of every Warning block; an item whose area code is missing or not a number is left out (and
+    named in ``skipped``): JMA's own samples carry placeholders such as 26xxxx, and one bad item must not
+    hide the warnings of every other area.  Returns the items and whether any kind carried a level."""
     items: list[AreaWarning] = []
     levelled = False
     for w_index, warning in enumerate(_children(body, "Warning"), start=1):
@@ -255,16 +297,20 @@ def _parse_warnings(body: ET.Element, where: str) -> tuple[list[AreaWarning], st
             for holder in _children(item, "Areas"):
                 areas.extend(_children(holder, "Area"))
             if not areas:
-                raise JmaParseError(f"{where}: {at}/Area: missing")
+                skipped.append(f"{at}/Area: missing")
+                continue
             for area in areas:
                 code = _text(area, "Code")
-                if not code:
-                    raise JmaParseError(f"{where}: {at}/Area/Code: missing")
-                if not code.isdigit():
-                    raise JmaParseError(f"{where}: {at}/Area/Code: not a numeric area code: {code!r}")
+                if not code or not code.isdigit():
+                    skipped.append(f"{at}/Area/Code: " + (f"not a numeric area code: {code!r}" if code else "missing"))
+                    continue
                 items.append(AreaWarning(area_code=code, area_name=_text(area, "Name"), kinds=kinds,
                                          area_type=area_type))  # type: ignore[arg-type]
-    return items, ("level2026" if levelled else "")
+    if skipped:
+        import logging
+
+        logging.getLogger(__name__).warning("JMA %s: %d item(s) skipped: %s", where, len(skipped), "; ".join(skipped[:3]))
+    return items, levelled
 
 
 # -- typhoon --------------------------------------------------------------------
@@ -275,18 +321,41 @@ def _coord(text: str, where: str, at: str) -> tuple[float, float]:
     return float(m.group(1)), float(m.group(2))
 
 
-def _max_radius(el: ET.Element | None) -> float | None:
-    """Largest Radius [km] under ``el`` (JMA gives one per direction, or one for 全域)."""
+def _radius_km(axis: ET.Element) -> float | None:
+    """The radius [km] of one Axis: the km value when given, else the nautical-mile one converted."""
+    km = nm = None
+    for r in axis:
+        if _local(r.tag) != "Radius" or not (r.text or "").strip():
+            continue
+        try:
+            value = float(r.text.strip())
+        except ValueError:
+            continue
+        if r.get("unit") == "海里":
+            nm = value * 1.852
+        else:
+            km = value
+    return km if km is not None else nm
+
+
+def _axes(el: ET.Element | None) -> list[tuple[str, float]]:
+    """(direction name, "" for 全域; radius [km]) for every Axis under ``el``."""
     if el is None:
-        return None
-    radii = []
-    for r in el.iter():
-        if _local(r.tag) == "Radius" and (r.text or "").strip():
-            try:
-                value = float(r.text.strip())
-            except ValueError:
-                continue
-            radii.append(value * 1.852 if r.get("unit") == "海里" else value)
+        return []
+    out = []
+    for axis in (a for a in el.iter() if _local(a.tag) == "Axis"):
+        radius = _radius_km(axis)
+        if radius is None:
+            continue
+        direction = next((d for d in axis if _local(d.tag) == "Direction"), None)
+        name = "" if direction is None or direction.get("condition") == "全域" else (direction.text or "").strip()
+        out.append((name, radius))
+    return out
+
+
+def _max_radius(el: ET.Element | None) -> float | None:
+    """Largest radius [km] under ``el`` (JMA gives one per direction, or one for 全域)."""
+    radii = [r for _, r in _axes(el)]
     return max(radii) if radii else None
 
 
@@ -302,7 +371,8 @@ def _parse_typhoon(body: ET.Element, where: str) -> TyphoonInfo:
         valid = _parse_time(_text(dt_el), where, f"{at}/DateTime")
         kind_label = (dt_el.get("type", "") if dt_el is not None else "") or "実況"
         center = None
-        circle = storm = None
+        circle = None
+        storm_axes: list[tuple[str, float]] = []
         for el in info.iter():
             local = _local(el.tag)
             if local == "TyphoonNamePart":
@@ -317,11 +387,13 @@ def _parse_typhoon(body: ET.Element, where: str) -> TyphoonInfo:
                         break
                 circle = _max_radius(next((c for c in el.iter() if _local(c.tag) == "ProbabilityCircle"), None))
             elif local == "WarningAreaPart" and el.get("type") in ("暴風域", "暴風警戒域"):
-                storm = max(filter(None, [storm, _max_radius(el)]), default=None)
+                storm_axes.extend(_axes(el))
         if center is None:
             raise JmaParseError(f"{where}: {at}/…/CenterPart: no centre position")
+        storm = max((r for _, r in storm_axes), default=None)
         positions.append(TyphoonPosition(valid_time=valid, kind=kind_label, lat=center[0], lon=center[1],
-                                         circle_radius_km=circle, storm_radius_km=storm))
+                                         circle_radius_km=circle, storm_radius_km=storm,
+                                         storm_circle=circle_from_axes(center[0], center[1], storm_axes)))
     if not positions:
         raise JmaParseError(f"{where}: Body/MeteorologicalInfos/MeteorologicalInfo: none found")
     positions.sort(key=lambda p: p.valid_time)

@@ -1,8 +1,9 @@
-"""Write JMA warning reports for a drill: the present format (VPWW53) and the 2026 level-based format.
+"""Write JMA warning reports for a drill: the present format (VPWW53) and the 2026 format (VPWW55-61).
 
-The files follow the structure of :mod:`ems.central.jma.parser` and the hand-made
-samples in ``tests/central/jma/samples`` (see their README: the 2026 format is
-modelled on JMA's public description).  They are written into the folder the
+The files follow the structure of JMA's telegrams (samples and delivered
+telegrams in ``tests/central/jma/samples``, origins in their README).  The 2026
+format ("level2026" here) sends one telegram per hazard, titled
+気象警報・注意報（Ｒ０６）（大雨） etc., with the level in the kind name.  They are written into the folder the
 central service's JMA poller reads, as JMA's feed would deliver them: the
 poller, the trigger and the disaster switch then run exactly as for a real
 warning.  ``Control/Status`` is 通常 (normal): a 訓練 (drill) report would,
@@ -27,12 +28,14 @@ PRESENT_KINDS = {"storm": ("暴風警報", "05"), "heavy_rain": ("大雨警報",
 LEVEL_KINDS = {"storm": ("暴風警報", "05", None), "heavy_rain": ("レベル４大雨危険警報", "43", 4),
                "storm_surge": ("レベル４高潮危険警報", "48", 4), "heavy_snow": ("大雪警報", "06", None)}
 FORMATS = ("current", "level2026")
-TITLES = {"current": "気象特別警報・警報・注意報", "level2026": "気象警報・注意報（Ｒ０８）"}
+TITLES = {"current": "気象特別警報・警報・注意報"}
+#: kind → hazard of its 2026-format telegram (気象警報・注意報（Ｒ０６）（<hazard>）).
+R06_HAZARD = {"storm": "暴風", "heavy_rain": "大雨", "storm_surge": "高潮", "heavy_snow": "大雪"}
 
 
 def _kind_xml(name: str, code: str, level: int | None) -> str:
-    lv = f"<Level>{level}</Level>" if level is not None else ""
-    return f"<Kind><Name>{escape(name)}</Name><Code>{code}</Code>{lv}<Status>発表</Status></Kind>"
+    # The level is in the name (レベル４大雨危険警報), as JMA sends it: there is no Level element.
+    return f"<Kind><Name>{escape(name)}</Name><Code>{code}</Code><Status>発表</Status></Kind>"
 
 
 def warning_report_xml(issued_at: datetime, areas: Sequence[tuple[str, str]], kinds: Iterable[str],
@@ -48,6 +51,9 @@ def warning_report_xml(issued_at: datetime, areas: Sequence[tuple[str, str]], ki
     unknown = [k for k in kinds if k not in table]
     if unknown or not kinds:
         raise ValueError(f"kinds must be among {', '.join(table)}, got {kinds}")
+    if fmt == "level2026" and len(kinds) != 1:
+        raise ValueError(f"the 2026 format sends one hazard per telegram, got {kinds}: use warning_reports_xml")
+    title = TITLES["current"] if fmt == "current" else f"気象警報・注意報（Ｒ０６）（{R06_HAZARD[kinds[0]]}）"
     kinds_xml = "".join(_kind_xml(*table[k]) for k in kinds)
     utc = issued_at.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     local = issued_at.astimezone(JST).strftime("%Y-%m-%dT%H:%M:00+09:00")
@@ -60,7 +66,7 @@ def warning_report_xml(issued_at: datetime, areas: Sequence[tuple[str, str]], ki
     return f"""<?xml version="1.0" encoding="UTF-8"?>
 <Report xmlns="http://xml.kishou.go.jp/jmaxml1/" xmlns:jmx="http://xml.kishou.go.jp/jmaxml1/">
 <Control>
-<Title>{TITLES[fmt]}</Title>
+<Title>{title}</Title>
 <DateTime>{utc}</DateTime>
 <Status>通常</Status>
 <EditorialOffice>{escape(office)}</EditorialOffice>
@@ -84,6 +90,15 @@ def warning_report_xml(issued_at: datetime, areas: Sequence[tuple[str, str]], ki
 </Body>
 </Report>
 """
+
+
+def warning_reports_xml(issued_at: datetime, areas: Sequence[tuple[str, str]], kinds: Iterable[str],
+                        fmt: str = "current", **kw: str) -> list[str]:
+    """The telegrams JMA would send for ``kinds``: one in the present format, one per hazard in the 2026 format."""
+    kinds = list(dict.fromkeys(kinds))
+    if fmt == "level2026":
+        return [warning_report_xml(issued_at, areas, [k], fmt, **kw) for k in kinds]
+    return [warning_report_xml(issued_at, areas, kinds, fmt, **kw)]
 
 
 def write_report(folder: Path, name: str, xml: str) -> Path:

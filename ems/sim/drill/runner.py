@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 from ems.config import FleetConfig
 from ems.sim.drill import scenario as sc
-from ems.sim.drill.jmagen import warning_report_xml, write_report
+from ems.sim.drill.jmagen import warning_reports_xml, write_report
 from ems.sim.drill.promises import DrillOutcome, evaluate
 from ems.sim.drill.recorder import DrillClock, Recorder
 from ems.sim.drill.staff import ApiError, StaffClient
@@ -170,8 +170,9 @@ class DrillRun:
         if isinstance(e, sc.JmaWarning):
             names = {s.area_code: s.area_name for s in self.fleet.sites}
             now = self.clock.now()
-            xml = warning_report_xml(now, [(a, names.get(a, a)) for a in e.areas], e.kinds, e.format)
-            write_report(rt.jma_dir, f"drill-{index:03d}-{e.format}.xml", xml)
+            for n, xml in enumerate(warning_reports_xml(now, [(a, names.get(a, a)) for a in e.areas], e.kinds,
+                                                        e.format)):
+                write_report(rt.jma_dir, f"drill-{index:03d}-{n}-{e.format}.xml", xml)
             halls = [s.id for s in self.fleet.sites if s.area_code in e.areas]
             rec.mark("warning", halls, f"JMA {'/'.join(e.kinds)} ({e.format}) for {', '.join(e.areas)}")
             self.actions.append({"kind": "jma_warning", "t": now, "areas": e.areas, "halls": halls})

@@ -55,13 +55,14 @@ def test_rewritten_file_is_a_new_entry(folder, tmp_path):
 
 
 def test_bad_files_are_logged_and_skipped(folder, tmp_path, caplog):
-    copy(folder, "bad_truncated.xml", "bad_entity.xml", "earthquake_vxse53.xml", "vpww54_sakaiminato_storm_surge.xml")
+    # A marine warning (地方海上警報, JMA's sample) is a report type we do not read: skipped, not malformed.
+    copy(folder, "bad_truncated.xml", "bad_entity.xml", "jma_13_09_01_200630_VPCU51.xml", "vpww54_sakaiminato_storm_surge.xml")
     reader = AtomFeedReader(str(folder), tmp_path / "seen.sqlite")
     with caplog.at_level(logging.ERROR, logger="ems.central.jma.feed"):
         reports = reader.poll()
     assert [r.format for r in reports] == ["vpww54"]
     text = caplog.text
-    assert "bad_truncated.xml" in text and "bad_entity.xml" in text and "earthquake" not in text
+    assert "bad_truncated.xml" in text and "bad_entity.xml" in text and "VPCU51" not in text
     assert "bad_entity.xml" in reader.last_parse_error or "bad_truncated.xml" in reader.last_parse_error
     caplog.clear()
     with caplog.at_level(logging.ERROR, logger="ems.central.jma.feed"):
@@ -73,18 +74,18 @@ def test_bad_files_are_logged_and_skipped(folder, tmp_path, caplog):
 
 
 def test_folder_with_an_atom_feed(folder, tmp_path):
-    copy(folder, "vpww53_tottori_issued.xml", "vpww53_tottori_lifted.xml", "earthquake_vxse53.xml")
+    copy(folder, "vpww53_tottori_issued.xml", "vpww53_tottori_lifted.xml", "jma_13_09_01_200630_VPCU51.xml")
     (folder / "extra.xml").write_bytes(atom_feed([
         (WARN, "urn:jma:lifted", "2026-09-15T06:12:40Z", "https://example.invalid/data/vpww53_tottori_lifted.xml"),
         (WARN, "urn:jma:issued", "2026-09-14T20:39:20Z", "vpww53_tottori_issued.xml"),
-        ("震源・震度に関する情報", "urn:jma:eq", "2026-09-15T02:10:00Z", "earthquake_vxse53.xml"),
+        ("地方海上警報（Ｈ２８）", "urn:jma:marine", "2026-09-15T02:10:00Z", "jma_13_09_01_200630_VPCU51.xml"),
         (WARN, "urn:jma:later", "2026-09-15T07:00:00Z", "not_here_yet.xml"),
     ]))
     fetched = []
     reader = AtomFeedReader(str(folder), tmp_path / "seen.sqlite", fetch=lambda url: fetched.append(url) or b"")
     reports = reader.poll()
-    # Oldest first; files the feed names are not read a second time as loose files; the earthquake
-    # entry's title is not wanted, so its file is read as a loose file and skipped as unsupported.
+    # Oldest first; files the feed names are not read a second time as loose files; the marine
+    # warning's title is not wanted, so its file is read as a loose file and skipped as unsupported.
     assert [r.entry_id for r in reports] == ["urn:jma:issued", "urn:jma:lifted"]
     assert fetched == []  # the lifted report was found in the folder by name
     assert "not_here_yet.xml" in reader.last_error
@@ -104,7 +105,14 @@ def test_source_must_be_url_or_folder(tmp_path):
 def test_titles():
     assert is_wanted_title(WARN) and is_wanted_title("気象警報・注意報（Ｈ２７）")
     assert is_wanted_title("台風解析・予報情報（５日予報）（Ｈ３０）")
-    assert not is_wanted_title("震源・震度に関する情報") and not is_wanted_title("府県天気予報")
+    # The 2026 per-hazard telegrams (VPWW55-61), as titled in JMA's feed since 2026-05-29.
+    for hazard in ("大雨", "土砂", "高潮", "暴風", "波浪", "大雪", "その他注意報"):
+        assert is_wanted_title(f"気象警報・注意報（Ｒ０６）（{hazard}）"), hazard
+    assert is_wanted_title("震度速報") and is_wanted_title("震源・震度に関する情報")
+    assert is_wanted_title("津波警報・注意報・予報a")
+    for other in ("府県天気予報", "地方海上警報（Ｈ２８）", "気象警報・注意報（Ｒ０６）（集約通報）",
+                  "気象警報・注意報時系列情報（Ｒ０６）", "土砂災害警戒情報", "震源に関する情報", "気象特別警報報知"):
+        assert not is_wanted_title(other), other
 
 
 def test_parse_feed_errors():
@@ -177,7 +185,7 @@ def publish(site, entries):
 
 def test_url_mode_fetches_each_entry_once_across_restarts(site, tmp_path):
     publish(site, [(WARN, "urn:1", "2026-09-14T20:39:20Z", "vpww53_tottori_issued.xml"),
-                   ("府県天気予報", "urn:forecast", "2026-09-14T20:00:00Z", "earthquake_vxse53.xml")])
+                   ("府県天気予報", "urn:forecast", "2026-09-14T20:00:00Z", "jma_13_09_01_200630_VPCU51.xml")])
     seen = tmp_path / "seen.sqlite"
     reader = AtomFeedReader(f"{site.base}/feed/extra.xml", seen, fetch=UrlFetcher(timeout_s=10))
     [r] = reader.poll()
@@ -190,7 +198,7 @@ def test_url_mode_fetches_each_entry_once_across_restarts(site, tmp_path):
     assert restarted.poll() == []
     assert site.hits["/data/vpww53_tottori_issued.xml"] == 1
     assert site.hits["/data/vpww53_tottori_lifted.xml"] == 1
-    assert site.hits["/data/earthquake_vxse53.xml"] == 0  # title not wanted: never fetched
+    assert site.hits["/data/jma_13_09_01_200630_VPCU51.xml"] == 0  # title not wanted: never fetched
 
 
 def test_feed_is_polled_with_if_modified_since(site, tmp_path):

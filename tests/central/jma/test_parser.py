@@ -59,21 +59,6 @@ def test_vpww54_storm_surge_ignores_time_series():
     assert kinds_of(r, "3120400")["強風注意報"].category == "storm"
 
 
-def test_level_2026_format():
-    r = parse_report(sample("level2026_tottori.xml"))
-    assert r.format == "level2026"
-    danger = kinds_of(r, "3120100")["レベル４大雨危険警報"]
-    assert (danger.level, danger.severity, danger.category) == (4, "danger", "heavy_rain")
-    adv = kinds_of(r, "3120200")["レベル２大雨注意報"]  # level from the name, no Level element
-    assert (adv.level, adv.severity) == (2, "advisory")
-    surge = kinds_of(r, "3120300")["レベル３高潮警報"]  # full-width digit in the Level element
-    assert (surge.level, surge.category, surge.severity) == (3, "storm_surge", "warning")
-    storm = kinds_of(r, "3130200")["暴風警報"]
-    assert storm.level is None and storm.severity == "warning"
-    special = kinds_of(r, "3132900")["レベル５大雨特別警報"]
-    assert (special.level, special.severity) == (5, "emergency")
-
-
 def test_prefecture_only_report():
     r = parse_report(sample("prefecture_wide_snow.xml"))
     assert [(i.area_type, i.area_code) for i in r.items] == [("prefecture", "310000")]
@@ -104,7 +89,6 @@ def test_typhoon():
 @pytest.mark.parametrize("name, words", [
     ("bad_truncated.xml", "not well-formed"),
     ("bad_entity.xml", "DOCTYPE"),
-    ("bad_missing_area_code.xml", "Body/Warning[4][@type='気象警報・注意報（市町村等）']/Item[2]/Area/Code: missing"),
 ])
 def test_bad_files_name_file_and_element(name, words):
     with pytest.raises(JmaParseError) as info:
@@ -113,8 +97,15 @@ def test_bad_files_name_file_and_element(name, words):
 
 
 def test_unsupported_report_type():
-    with pytest.raises(UnsupportedReportError, match="震源・震度に関する情報"):
-        parse_report(sample("earthquake_vxse53.xml"), entry_id="urn:eq")
+    # 地方海上警報 (JMA's sample VPCU51) has 警報 in its title but is no weather warning for a hall.
+    with pytest.raises(UnsupportedReportError, match="地方海上警報"):
+        parse_report(sample("jma_13_09_01_200630_VPCU51.xml"), entry_id="urn:marine")
+
+
+def test_an_item_without_a_usable_area_code_is_skipped_not_the_report():
+    r = parse_report(sample("bad_missing_area_code.xml"), source="samples/bad_missing_area_code.xml")
+    assert r.skipped == ["Body/Warning[4][@type='気象警報・注意報（市町村等）']/Item[2]/Area/Code: missing"]
+    assert "3120100" in {i.area_code for i in r.items}
 
 
 def _doc(control="<Title>気象特別警報・警報・注意報</Title><Status>通常</Status>",
@@ -137,13 +128,8 @@ def _doc(control="<Title>気象特別警報・警報・注意報</Title><Status>
     (_doc(body="<Body><Warning type='気象警報・注意報（市町村等）'><Item><Kind><Name>大雨警報</Name></Kind>"
                "<Area><Code>3120100</Code></Area></Item></Warning></Body>"), "Kind[1]/Status: missing"),
     (_doc(body="<Body><Warning type='気象警報・注意報（市町村等）'><Item><Kind><Name>大雨警報</Name>"
-               "<Status>発表</Status></Kind></Item></Warning></Body>"), "Item[1]/Area: missing"),
-    (_doc(body="<Body><Warning type='気象警報・注意報（市町村等）'><Item><Kind><Name>大雨警報</Name>"
                "<Status>発表</Status><Level>high</Level></Kind><Area><Code>3120100</Code></Area></Item></Warning>"
                "</Body>"), "Level: expected a level 2-5"),
-    (_doc(body="<Body><Warning type='気象警報・注意報（市町村等）'><Item><Kind><Name>大雨警報</Name>"
-               "<Status>発表</Status></Kind><Area><Code>31-201</Code></Area></Item></Warning></Body>"),
-     "not a numeric area code"),
     (_doc(control="<Title>台風解析・予報情報（５日予報）（Ｈ３０）</Title>", body="<Body/>"), "台風情報']: missing"),
 ])
 def test_malformed_documents(xml, words):

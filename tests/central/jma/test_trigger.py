@@ -116,20 +116,10 @@ def test_vpww54_storm_surge(sites):
     assert switched(WarningTrigger(sites).evaluate(report("vpww54_sakaiminato_storm_surge.xml"))) == {"hall-06"}
 
 
-def test_level_format_default_threshold_is_warning(sites):
-    actions = WarningTrigger(sites).evaluate(report("level2026_tottori.xml"))
-    # 鳥取市 level 4, 倉吉市 level 3 storm surge, 岩美町 storm (no level), 八頭町 level 5; 米子市 level 2 is not enough.
-    assert switched(actions) == {"hall-01", "hall-02", "hall-05", "hall-07", "hall-10"}
-    assert "レベル４大雨危険警報" in next(a for a in actions if a.site_id == "hall-01").reason
-
-
-def test_level_format_min_level(sites):
-    actions = WarningTrigger(sites, min_level=4).evaluate(report("level2026_tottori.xml"))
-    assert switched(actions) == {"hall-01", "hall-02", "hall-07", "hall-10"}  # 倉吉市 level 3 drops out
-    assert switched(WarningTrigger(sites, min_level=5).evaluate(report("level2026_tottori.xml"))) == {
-        "hall-07", "hall-10"}
-    # Kinds without a level (the present format) are judged by strength alone.
-    assert switched(WarningTrigger(sites, min_level=5).evaluate(report("vpww53_tottori_issued.xml"))) == {
+def test_present_format_min_level(sites):
+    # Present-format kinds: 大雨警報 stands for level 3, 暴風警報 has no level (judged by strength alone).
+    assert switched(WarningTrigger(sites, min_level=4).evaluate(report("vpww53_tottori_issued.xml"))) == {"hall-07"}
+    assert switched(WarningTrigger(sites, min_level=3).evaluate(report("vpww53_tottori_issued.xml"))) == {
         "hall-01", "hall-02", "hall-07"}
 
 
@@ -166,7 +156,7 @@ def test_typhoon_approach_and_departure(sites):
 
 
 def test_typhoon_horizon_and_kind_switch(sites):
-    assert WarningTrigger(sites, typhoon_horizon_h=6).evaluate(report("typhoon_approach.xml")) == []
+    assert WarningTrigger(sites, typhoon_lead_h=6).evaluate(report("typhoon_approach.xml")) == []
     assert WarningTrigger(sites, kinds={"storm", "heavy_rain"}).evaluate(report("typhoon_approach.xml")) == []
 
 
@@ -197,8 +187,3 @@ def test_distance():
     assert distance_km(35.5, 134.2, 35.5, 134.2) == 0
 
 
-def test_landslide_from_the_level_format_only_when_configured(sites):
-    xml = sample("level2026_tottori.xml").replace("レベル２大雨注意報".encode(), "レベル４土砂災害危険警報".encode())
-    r = parse_report(xml)
-    assert "hall-03" not in switched(WarningTrigger(sites).evaluate(r))
-    assert switched(WarningTrigger(sites, kinds={"landslide"}).evaluate(r)) == {"hall-03", "hall-04"}
