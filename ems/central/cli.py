@@ -113,15 +113,17 @@ def build_service(cfg: CentralConfig, fleet: FleetConfig | None = None, *, mqtt_
                         secure_cookies=cfg.listen.secure_cookies)
     jma = None
     if cfg.jma.enabled:
-        from ems.central.jma.feed import AtomFeedReader
+        from ems.central.jma.config_spec import trigger_kwargs
+        from ems.central.jma.feed import AtomFeedReader, FeedReaders
         from ems.central.jma.trigger import WarningTrigger
 
-        source = cfg.jma.source or ""
-        if not source.startswith(("http://", "https://")):
-            source = str(cfg.path(source))
-        jma = JmaParts(AtomFeedReader(source, data / "jma-seen.sqlite", on_recovered=recovered.append),
-                       WarningTrigger(list(fleet.sites), kinds=set(cfg.jma.kinds), min_level=cfg.jma.min_level),
-                       jma_poll_s if jma_poll_s is not None else cfg.jma.poll_s, source)
+        sources = [s if s.startswith(("http://", "https://")) else str(cfg.path(s))
+                   for s in [cfg.jma.source or "", *cfg.jma.extra_sources]]
+        readers = [AtomFeedReader(s, data / ("jma-seen.sqlite" if i == 0 else f"jma-seen-{i}.sqlite"),
+                                  on_recovered=recovered.append) for i, s in enumerate(sources)]
+        jma = JmaParts(readers[0] if len(readers) == 1 else FeedReaders(readers),
+                       WarningTrigger(list(fleet.sites), **trigger_kwargs(cfg.jma)),
+                       jma_poll_s if jma_poll_s is not None else cfg.jma.poll_s, sources[0])
     publish = getattr(link, "publish_retained", None)
     market = build_market(cfg, fleet, publish, clock) if publish is not None else None
     if market is None and (cfg.market.source != "none" or cfg.market.weather_file):

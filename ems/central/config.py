@@ -16,12 +16,13 @@ from typing import Literal
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from devices.configfile import ConfigError, StrictModel, load_yaml_model
+from ems.central.jma.config_spec import EarthquakeTrigger, TsunamiTrigger, TyphoonTrigger
 from optimizer.prices import area_column
 from telemetry.market import JEPX_AREA_RE
 from telemetry.mqtt_client import MqttSettings, read_secret
 
 #: Warning kinds the JMA trigger understands (see ems.central.jma.trigger).
-JMA_KINDS = ("storm", "heavy_rain", "storm_surge", "heavy_snow", "typhoon")
+JMA_KINDS = ("storm", "heavy_rain", "storm_surge", "heavy_snow", "landslide", "flood", "waves", "typhoon")
 
 
 class ListenSpec(StrictModel):
@@ -103,14 +104,22 @@ class HistorySpec(SecretRef):
 
 
 class JmaSpec(StrictModel):
-    """JMA warnings: Atom feed URL or a folder of XML files, poll period [s], kinds that switch halls."""
+    """JMA warnings: Atom feed URL or a folder of XML files (``extra_sources``: more of them, e.g. JMA's eqvol
+    feed for earthquakes and tsunamis), poll period [s], warning kinds that act and how (switch or suggest),
+    and the typhoon, earthquake and tsunami triggers (ems.central.jma.config_spec)."""
 
     enabled: bool = False
     source: str | None = None
+    extra_sources: list[str] = Field(default_factory=list, max_length=5)
     poll_s: float = Field(default=60.0, ge=5, le=3600)
-    kinds: list[Literal["storm", "heavy_rain", "storm_surge", "heavy_snow", "typhoon"]] = Field(
-        default_factory=lambda: ["storm", "heavy_rain", "storm_surge", "typhoon"], min_length=1)
+    kinds: list[Literal["storm", "heavy_rain", "storm_surge", "heavy_snow", "landslide", "flood", "waves",
+                        "typhoon"]] = Field(
+        default_factory=lambda: ["storm", "heavy_rain", "storm_surge", "landslide", "typhoon"], min_length=1)
     min_level: int | None = Field(default=None, ge=2, le=5)
+    warning_action: Literal["switch", "suggest"] = "switch"
+    typhoon: TyphoonTrigger = TyphoonTrigger()
+    earthquake: EarthquakeTrigger = EarthquakeTrigger()
+    tsunami: TsunamiTrigger = TsunamiTrigger()
 
     @model_validator(mode="after")
     def _source(self) -> "JmaSpec":

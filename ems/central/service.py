@@ -62,7 +62,9 @@ class ScopeError(ValueError):
 
 @dataclass
 class Suggestion:
-    """A JMA cancellation shown to staff: the hall may return to VPP (never done automatically)."""
+    """A JMA suggestion shown to staff: ``kind`` "return" (warnings lifted, the hall may return to VPP) or
+    "disaster" (a trigger set to suggest, or a 津波注意報: the hall may need disaster mode). Never acted on
+    automatically."""
 
     id: int
     site: str
@@ -70,9 +72,10 @@ class Suggestion:
     created_at: datetime
     dismissed_by: str | None = None
 
+    kind: str = "return"
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "site": self.site, "reason": self.reason, "created_at": self.created_at.isoformat(),
-                "dismissed_by": self.dismissed_by}
+                "dismissed_by": self.dismissed_by, "kind": self.kind}
 
 
 @dataclass
@@ -86,10 +89,16 @@ class JmaStatus:
     switches: int = 0
     last_error: str | None = None
 
+    #: The JMA trigger (ems.central.jma.trigger.WarningTrigger), for the last telegram of each kind and what
+    #: it did, and the typhoon arrival forecast per hall.
+    trigger: Any = None
     def to_dict(self) -> dict[str, Any]:
         return {"enabled": self.enabled, "source": self.source,
+        t = self.trigger
                 "last_poll_at": self.last_poll_at.isoformat() if self.last_poll_at else None,
-                "reports_seen": self.reports_seen, "switches": self.switches, "last_error": self.last_error}
+                "reports_seen": self.reports_seen, "switches": self.switches, "last_error": self.last_error,
+                "last_reports": t.last_reports() if hasattr(t, "last_reports") else {},
+                "typhoon_arrivals": t.typhoon_arrivals() if hasattr(t, "typhoon_arrivals") else {}}
 
 
 @dataclass
@@ -153,7 +162,8 @@ class CentralService:
         self.alarms = alarms
         self.history = history
         self.jma = jma
-        self.jma_status = JmaStatus(enabled=jma is not None, source=jma.source if jma else None)
+        self.jma_status = JmaStatus(enabled=jma is not None, source=jma.source if jma else None,
+                                    trigger=jma.trigger if jma else None)
         #: Prices and weather for the gateways (ems.central.market.MarketPublisher), or None.
         self.market = market
         self.command_ttl = command_ttl
@@ -460,7 +470,7 @@ class CentralService:
     def _act_on_jma_report(self, report: Any, actions: list[Any], switched: list[int]) -> None:
         """Switch the warned halls (grouped by reason) and suggest returns; ``switched[0]`` counts halls
         as they are switched, so a failure half way still counts the ones sent."""
-        from ems.central.jma.trigger import SuggestReturn, SwitchToDisaster
+        from ems.central.jma.trigger import SuggestDisaster, SuggestReturn, SwitchToDisaster
 
         entry = getattr(report, "entry_id", "")
         to_switch: dict[str, str] = {}
@@ -468,11 +478,17 @@ class CentralService:
             if isinstance(action, SwitchToDisaster):
                 to_switch.setdefault(action.site_id, action.reason)
             elif isinstance(action, SuggestReturn):
+        triggers: dict[str, str] = {}
                 self._suggest(action.site_id, action.reason, entry)
         for site, reason in to_switch.items():
             self.audit.append(JMA_ACTOR, "jma_warning", site, reason=reason,
-                              details={"entry_id": entry, "title": getattr(report, "title", "")})
+                triggers.setdefault(action.site_id, getattr(action, "trigger", "warning"))
+                              details={"entry_id": entry, "title": getattr(report, "title", ""),
+                                       "trigger": triggers[site],
+                                       "control_status": getattr(report, "control_status", "")})
         by_reason: dict[str, list[str]] = {}
+            elif isinstance(action, SuggestDisaster):
+                self._suggest(action.site_id, action.reason, entry, kind="disaster")
         for site, reason in to_switch.items():
             by_reason.setdefault(reason, []).append(site)
         for reason, sites in by_reason.items():
@@ -480,13 +496,14 @@ class CentralService:
                              scope={"sites": sites, "jma_entry": entry})
             switched[0] += len(sites)
 
-    def _suggest(self, site: str, reason: str, entry: str) -> None:
+    def _suggest(self, site: str, reason: str, entry: str, kind: str = "return") -> None:
         now = self.clock()
         self.suggestions = [s for s in self.suggestions if not (s.site == site and s.dismissed_by is None)]
-        sug = Suggestion(len(self.suggestions) + 1 + max((s.id for s in self.suggestions), default=0), site, reason, now)
+        sug = Suggestion(len(self.suggestions) + 1 + max((s.id for s in self.suggestions), default=0), site, reason,
+                         now, kind=kind)
         self.suggestions.append(sug)
-        self.audit.append(JMA_ACTOR, "jma_cancelled", site, reason=reason,
-                          details={"entry_id": entry, "suggestion": sug.id})
+        self.audit.append(JMA_ACTOR, "jma_cancelled" if kind == "return" else "jma_suggest_disaster", site,
+                          reason=reason, details={"entry_id": entry, "suggestion": sug.id})
 
     def open_suggestions(self) -> list[Suggestion]:
         return [s for s in self.suggestions if s.dismissed_by is None]

@@ -1,4 +1,5 @@
-"""JMA warnings: poller status and the return-to-VPP suggestions that cancellations leave for staff."""
+"""JMA warnings: poller status (with the last telegram of each kind and what it did), the typhoon arrival
+forecast per hall, and the suggestions the triggers leave for staff (return to VPP, or disaster mode)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,12 @@ router = APIRouter(prefix="/api/jma", tags=["jma"], responses=NEEDS_LOGIN)
 @router.get("/status", summary="What the JMA poller did last")
 def status(request: Request, _: Principal = Depends(require(Permission.VIEW_FLEET))) -> dict:
     return service_of(request).jma_status.to_dict()
+
+
+@router.get("/arrivals", summary="Forecast arrival of typhoon storm-force wind per hall (within the lead time)")
+def arrivals(request: Request, _: Principal = Depends(require(Permission.VIEW_FLEET))) -> dict:
+    status = service_of(request).jma_status.to_dict()
+    return {"arrivals": status["typhoon_arrivals"]}
 
 
 @router.get("/suggestions", summary="Open suggestions: warnings cancelled, the hall may return to VPP")
