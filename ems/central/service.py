@@ -71,8 +71,8 @@ class Suggestion:
     reason: str
     created_at: datetime
     dismissed_by: str | None = None
-
     kind: str = "return"
+
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "site": self.site, "reason": self.reason, "created_at": self.created_at.isoformat(),
                 "dismissed_by": self.dismissed_by, "kind": self.kind}
@@ -88,13 +88,13 @@ class JmaStatus:
     reports_seen: int = 0
     switches: int = 0
     last_error: str | None = None
-
     #: The JMA trigger (ems.central.jma.trigger.WarningTrigger), for the last telegram of each kind and what
     #: it did, and the typhoon arrival forecast per hall.
     trigger: Any = None
+
     def to_dict(self) -> dict[str, Any]:
-        return {"enabled": self.enabled, "source": self.source,
         t = self.trigger
+        return {"enabled": self.enabled, "source": self.source,
                 "last_poll_at": self.last_poll_at.isoformat() if self.last_poll_at else None,
                 "reports_seen": self.reports_seen, "switches": self.switches, "last_error": self.last_error,
                 "last_reports": t.last_reports() if hasattr(t, "last_reports") else {},
@@ -474,21 +474,21 @@ class CentralService:
 
         entry = getattr(report, "entry_id", "")
         to_switch: dict[str, str] = {}
+        triggers: dict[str, str] = {}
         for action in actions:
             if isinstance(action, SwitchToDisaster):
                 to_switch.setdefault(action.site_id, action.reason)
+                triggers.setdefault(action.site_id, getattr(action, "trigger", "warning"))
             elif isinstance(action, SuggestReturn):
-        triggers: dict[str, str] = {}
                 self._suggest(action.site_id, action.reason, entry)
+            elif isinstance(action, SuggestDisaster):
+                self._suggest(action.site_id, action.reason, entry, kind="disaster")
         for site, reason in to_switch.items():
             self.audit.append(JMA_ACTOR, "jma_warning", site, reason=reason,
-                triggers.setdefault(action.site_id, getattr(action, "trigger", "warning"))
                               details={"entry_id": entry, "title": getattr(report, "title", ""),
                                        "trigger": triggers[site],
                                        "control_status": getattr(report, "control_status", "")})
         by_reason: dict[str, list[str]] = {}
-            elif isinstance(action, SuggestDisaster):
-                self._suggest(action.site_id, action.reason, entry, kind="disaster")
         for site, reason in to_switch.items():
             by_reason.setdefault(reason, []).append(site)
         for reason, sites in by_reason.items():
