@@ -93,7 +93,7 @@ class RuntimeOptions:
 
 def relocated_fleet(fleet: FleetConfig, free_ports: bool, cycle_s: float | None,
                     poll_s: float | None) -> FleetConfig:
-    """A copy of ``fleet`` with each simulated hall (and its Modbus devices) on a free loopback port,
+    """A copy of ``fleet`` with each simulated hall (its Modbus devices, its ECHONET Lite node) on free loopback ports,
     and the control cycle / battery and meter poll periods [s] replaced when given."""
     data = fleet.model_dump(mode="python")
     taken: set[int] = set()
@@ -108,10 +108,18 @@ def relocated_fleet(fleet: FleetConfig, free_ports: bool, cycle_s: float | None,
             taken.add(new)
             old = sim["port"]
             sim["port"] = new
+            udp: dict[int, int] = {}  # ECHONET Lite node port -> its free port
             for dev in site["devices"]:
                 t = dev["transport"]
                 if t["kind"] == "modbus_tcp" and t["port"] == old:
                     t["port"], t["host"] = new, "127.0.0.1"
+                elif t["kind"] == "echonet_lite":
+                    if t["port"] not in udp:
+                        udp[t["port"]] = free_port()
+                        while udp[t["port"]] in taken:
+                            udp[t["port"]] = free_port()
+                        taken.add(udp[t["port"]])
+                    t["port"], t["host"], t["local_port"] = udp[t["port"]], "127.0.0.1", 0
         if cycle_s is not None:
             site["control"]["cycle_s"] = cycle_s
         # Every device must stay fresh at the (possibly faster) cycle: the fleet file refuses a poll period
