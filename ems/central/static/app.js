@@ -423,6 +423,30 @@ function scopeForm(prefix, { danger }) {
   return { form, read, describe, reset: () => { reason.value = ""; confirm.checked = false; } };
 }
 
+/** JMA panel (issue 12): forecast arrival of typhoon storm-force wind per hall, and the last telegram of each kind
+ *  with what it did (GET /api/jma/status). Labels through t() when the catalogue has them, else Japanese. */
+function jmaForecastPanel() {
+  const L = (key, ja) => { const s = typeof t === "function" ? t(key) : key; return s === key ? ja : s; };
+  const jst = iso => iso ? new Date(iso).toLocaleString("ja-JP", { timeZone: "Asia/Tokyo", year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit" }) : "—";
+  const KIND = { "warning-r06": "気象警報・注意報（Ｒ０６）", warning: "気象警報・注意報", typhoon: "台風", earthquake: "地震", tsunami: "津波" };
+  const body = h("div", { id: "jma-forecast" }, h("p", { class: "muted small" }, "…"));
+  api("GET", "/api/jma/status").then(st => {
+    const names = Object.fromEntries((S.fleet ? S.fleet.halls : []).map(r => [r.site, r.name]));
+    const arr = Object.entries(st.typhoon_arrivals || {}).sort((a, b) => a[1].arrival < b[1].arrival ? -1 : 1);
+    const rows = arr.map(([site, a]) => h("tr", { dataset: { site } }, h("td", {}, names[site] || site),
+      h("td", {}, `台風${a.typhoon.slice(-2)}号 ${a.name || ""}`), h("td", { class: "arrival" }, jst(a.arrival)), h("td", {}, a.area), h("td", { class: "muted small" }, jst(a.report_time))));
+    const last = Object.entries(st.last_reports || {}).map(([k, r]) => h("li", { dataset: { kind: k } },
+      h("b", {}, KIND[k] || k), ` ${r.title}（${jst(r.report_time)}${r.control_status !== "通常" ? "・" + r.control_status : ""}）: `,
+      r.did.length ? r.did.join("、") : L("jma.did_nothing", "動作なし")));
+    body.replaceChildren(
+      arr.length ? h("table", {}, h("thead", {}, h("tr", {}, [["jma.col_hall", "避難所"], ["jma.col_typhoon", "台風"], ["jma.col_arrival", "暴風域の到達予想"], ["jma.col_area", "区分"], ["jma.col_report", "発表"]].map(([k, ja]) => h("th", {}, L(k, ja))))), h("tbody", {}, rows))
+        : h("p", { class: "muted" }, L("jma.no_arrivals", "到達予想なし: リードタイム内に暴風警戒域に入る避難所はありません")),
+      h("h3", {}, L("jma.last_reports", "気象庁電文（種類ごとの最新）")),
+      last.length ? h("ul", { class: "small" }, last) : h("p", { class: "muted small" }, L("jma.no_reports", "まだ受信していません")));
+  }).catch(() => body.replaceChildren(h("p", { class: "muted small" }, L("jma.status_unavailable", "気象庁情報を取得できません"))));
+  return h("div", { class: "panel" }, h("h2", {}, L("jma.forecast_title", "台風の到達予想と気象庁電文")), body);
+}
+
 VIEWS.disaster = box => {
   const opSlot = h("div", { id: "disaster-op" }), watch = opWatcher(opSlot);
   const live = h("tbody", { id: "disaster-live" });
@@ -441,6 +465,7 @@ VIEWS.disaster = box => {
   parts.push(h("div", { class: "panel" }, h("h2", {}, "Progress of the last switch (acks arrive live)"), opSlot));
   parts.push(h("div", { class: "panel" }, h("h2", {}, "All halls: mode and hours of power"),
     h("table", {}, h("thead", {}, h("tr", {}, ["Hall", "Mode / reason", "Online", "SoC", "Hours left", "Progress to reserve"].map(t => h("th", {}, t)))), live)));
+  parts.push(jmaForecastPanel());
   if (can("return_to_vpp")) {
     const rf = scopeForm("return", { danger: false });
     const btn = h("button", { class: "go-vpp", id: "return-submit", type: "button" }, "Return to VPP");

@@ -1,0 +1,62 @@
+"""The disaster panel shows the typhoon's forecast arrival per hall and the last JMA telegram of each kind
+(real headless Chromium against the live service; JMA's delivered typhoon telegram of 2026-08-01)."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from pathlib import Path
+
+import pytest
+
+from ems.central.jma.feed import AtomFeedReader
+from ems.central.jma.trigger import WarningTrigger
+from ems.central.service import JmaParts
+from tests.browser import chromium, texts, wait
+from tests.central.conftest import Api, LiveServer, feed_fleet, make_env
+
+pytestmark = pytest.mark.slow
+SAMPLES = Path(__file__).resolve().parent / "jma" / "samples"
+
+
+def test_disaster_panel_shows_forecast_arrival(tmp_path, fleet):
+    from selenium.webdriver.common.by import By
+
+    # hall-06 placed on 南鳥島 (24.28N 153.98E), in the typhoon's path: the trigger forecasts its arrival.
+    sites = [s.model_copy(update={"lat": 24.28, "lon": 153.98}) if s.id == "hall-06" else s for s in fleet.sites]
+    env = make_env(tmp_path / "c", fleet)
+    feed_fleet(env.store, fleet)
+    folder = tmp_path / "jma"
+    folder.mkdir()
+    shutil.copy(SAMPLES / "real_vptw60_typhoon.xml", folder / "typhoon.xml")
+    trigger = WarningTrigger(sites)
+    env.service.jma = JmaParts(AtomFeedReader(str(folder), tmp_path / "seen.sqlite"), trigger, poll_s=3600,
+                               source=str(folder))
+    env.service.jma_status.trigger, env.service.jma_status.enabled = trigger, True
+    assert asyncio.run(env.service.poll_jma_once()) == 1
+    arrival = trigger.typhoon_arrivals()["hall-06"]["arrival"]
+    api = Api(env)
+    try:
+        with LiveServer(api.app) as server, chromium(60) as browser:
+            browser.get(server.url + "/")
+            wait(browser, lambda d: d.find_element(By.ID, "login-username").is_displayed(), "login form")
+            browser.find_element(By.ID, "login-username").send_keys("mika")
+            browser.find_element(By.ID, "login-password").send_keys(env.passwords["mika"])
+            browser.find_element(By.ID, "login-submit").click()
+            wait(browser, lambda d: d.find_element(By.ID, "nav").is_displayed(), "navigation after login")
+            browser.find_element(By.CSS_SELECTOR, 'a[data-nav="disaster"]').click()
+            wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, '#jma-forecast tr[data-site="hall-06"]'),
+                 "the forecast row of hall-06")
+            row = texts(browser, '#jma-forecast tr[data-site="hall-06"]')[0]
+            # The arrival in JST as the page shows it, e.g. 2026/08/02 00:30.
+            from datetime import datetime
+            from zoneinfo import ZoneInfo
+
+            local = datetime.fromisoformat(arrival).astimezone(ZoneInfo("Asia/Tokyo")).strftime("%Y/%m/%d %H:%M")
+            assert "台風13号 DOLPHIN" in row and local in row and "暴風警戒域" in row, row
+            kinds = texts(browser, "#jma-forecast li[data-kind]", "data-kind")
+            assert kinds == ["typhoon"]
+            assert "switched hall-06" in texts(browser, '#jma-forecast li[data-kind="typhoon"]')[0]
+            browser.save_screenshot(str(tmp_path / "jma-panel.png"))
+    finally:
+        api.close()
