@@ -135,6 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_drill_parser(sub)
     from ems.deploy.cli import add_deploy_parser
     add_deploy_parser(sub)
+    from ems.cli.discover import add_discover_parser
+    add_discover_parser(sub)
 
     p = sub.add_parser("bench", help="benchmarks that print figures",
                        description="Run a benchmark and print its figures.")
