@@ -74,4 +74,5 @@ def assemble_plan(s: Schedule, run: RunData, status: PlanStatus, *, site_id: str
         reserve_wh=run.floor_wh.copy(), status=status, created_at=now, expires_at=expires,
         objective_jpy=objective, energy_cost_jpy=energy_cost, build_ms=build_ms, solve_ms=solve_ms,
         reserve_shortfall_wh=shortfall, commitment_shortfall_wh=commit_short, hours_of_power=hours,
-        message=message)
+        message=message, price_buy_jpy_per_kwh=np.array(f.price_buy, dtype=float),
+        price_sell_jpy_per_kwh=np.array(f.price_sell, dtype=float))

@@ -14,7 +14,7 @@ import numpy as np
 
 #: plan.csv columns (ems plan), in order.
 PLAN_COLUMNS = ("time", "charge_w", "discharge_w", "soc_pct", "soc_wh", "grid_import_w", "grid_export_w",
-                "pv_curtail_w", "shed_w", "reserve_wh")
+                "pv_curtail_w", "shed_w", "reserve_wh", "price_jpy_per_kwh", "price_sell_jpy_per_kwh")
 
 
 class PlanStatus(str, enum.Enum):
@@ -45,6 +45,9 @@ class Plan:
     reserve (what the hall lacks against its policy); commitment_shortfall_wh
     [Wh]: commitment energy not delivered; hours_of_power [h]: how long the
     critical load is carried from now (islanded: from the shed schedule).
+    price_buy_jpy_per_kwh / price_sell_jpy_per_kwh [JPY/kWh] per slot: the
+    prices the plan was made with (None: not known, e.g. a plan built by
+    hand); the central service charts them and prices measured energy with them.
     """
 
     site_id: str
@@ -72,6 +75,8 @@ class Plan:
     commitment_shortfall_wh: float = 0.0
     hours_of_power: float = 0.0
     message: str = ""
+    price_buy_jpy_per_kwh: np.ndarray | None = None
+    price_sell_jpy_per_kwh: np.ndarray | None = None
 
     @property
     def fallback(self) -> bool:
@@ -129,6 +134,10 @@ class Plan:
                 "pv_curtail_w": float(self.pv_curtail_w[i]),
                 "shed_w": float(self.shed_w[i]),
                 "reserve_wh": float(self.reserve_wh[i]),
+                "price_jpy_per_kwh": (float(self.price_buy_jpy_per_kwh[i])
+                                      if self.price_buy_jpy_per_kwh is not None else None),
+                "price_sell_jpy_per_kwh": (float(self.price_sell_jpy_per_kwh[i])
+                                           if self.price_sell_jpy_per_kwh is not None else None),
             })
         return out
 

@@ -5,7 +5,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
-packages="mosquitto mbpoll influxdb victoria-metrics chromium chromium-driver systemd"
+packages="mosquitto mbpoll influxdb victoria-metrics chromium chromium-driver systemd fonts-noto-cjk"
 missing=""
 for p in $packages; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -35,6 +35,8 @@ def chromium(page_load_timeout_s: float = 60) -> Iterator[Any]:
                 "--disable-default-apps", "--disable-extensions", f"--user-data-dir={profile}",
                 "--window-size=1440,1200", "--lang=ja-JP"):
         opts.add_argument(arg)
+    # Headless Chromium ignores --lang for navigator.languages and Accept-Language; the profile preference counts.
+    opts.add_experimental_option("prefs", {"intl.accept_languages": "ja-JP,ja"})
     driver = webdriver.Chrome(service=Service(_binary("chromedriver", "chromium-driver")), options=opts)
     driver.set_page_load_timeout(page_load_timeout_s)
     try:

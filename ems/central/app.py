@@ -24,7 +24,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ems.central.api import alarms, audit, auth, commands, fleet, jma, public
+from ems.central.api import alarms, audit, auth, commands, earnings, fleet, jma, public
 
 STATIC_DIR = Path(str(files("ems.central") / "static"))
 
@@ -65,7 +65,7 @@ def create_app(service, manage_lifecycle: bool = True) -> FastAPI:
                               "JMA warnings, audit. Units: W, Wh, %, h, JPY/kWh; times ISO 8601 (UTC).",
                   version="1", docs_url=None, redoc_url=None, openapi_url="/api/openapi.json", lifespan=lifespan)
     app.state.service = service
-    for module in (auth, fleet, alarms, commands, jma, audit, public):
+    for module in (auth, fleet, earnings, alarms, commands, jma, audit, public):
         app.include_router(module.router)
 
     @app.exception_handler(RequestValidationError)

@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 #: Names of the chart series, in display order.
 SERIES = ("soc_pct", "battery_w", "pv_w", "grid_w", "hours_left_h", "plan_battery_w", "plan_soc_pct",
-          "price_jpy_per_kwh")
+          "price_jpy_per_kwh", "price_sell_jpy_per_kwh")
 #: Aim for about this many points per series, whatever the range.
 TARGET_POINTS = 300
 MIN_STEP_S = 10
@@ -212,6 +212,7 @@ CREATE TABLE IF NOT EXISTS samples (
 );
 CREATE TABLE IF NOT EXISTS plan_slots (
     site TEXT NOT NULL, t REAL NOT NULL, battery_w REAL, soc_pct REAL, price_jpy_per_kwh REAL,
+    price_sell_jpy_per_kwh REAL,
     PRIMARY KEY (site, t)
 );
 CREATE TABLE IF NOT EXISTS modes (
@@ -267,6 +268,9 @@ class LocalHistory:
         self._lock = threading.Lock()
         self._db = open_sqlite_or_recover(self.path, _SCHEMA, what="history store", on_recovered=on_recovered,
                                           pragmas=(*WAL, "synchronous=NORMAL"))
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(plan_slots)")}
+        if "price_sell_jpy_per_kwh" not in columns:  # a file from before sell prices were kept
+            self._db.execute("ALTER TABLE plan_slots ADD COLUMN price_sell_jpy_per_kwh REAL")
         self._last_t: dict[str, float] = {}
         self._last_mode: dict[str, str] = {}
         for site, mode in self._db.execute(
@@ -302,7 +306,8 @@ class LocalHistory:
 
     def record_plan(self, site: str, plan: dict[str, Any]) -> int:
         """Store the slots of a plan message (``slots``: rows with time, battery_w or charge_w/discharge_w,
-        soc_pct, price_jpy_per_kwh); a newer plan overwrites the same slots.  Returns slots stored."""
+        soc_pct, price_jpy_per_kwh (buy), price_sell_jpy_per_kwh); a newer plan overwrites the same slots.
+        Returns slots stored."""
         rows = []
         for slot in plan.get("slots") or []:
             if not isinstance(slot, dict):
@@ -314,9 +319,10 @@ class LocalHistory:
             if battery is None and _num(slot.get("discharge_w")) is not None:
                 battery = (_num(slot.get("discharge_w")) or 0.0) - (_num(slot.get("charge_w")) or 0.0)
             rows.append((site, t.timestamp(), battery, _num(slot.get("soc_pct")),
-                         _num(slot.get("price_jpy_per_kwh"))))
+                         _num(slot.get("price_jpy_per_kwh")), _num(slot.get("price_sell_jpy_per_kwh"))))
         with self._lock:
-            self._db.executemany("INSERT OR REPLACE INTO plan_slots VALUES (?, ?, ?, ?, ?)", rows)
+            self._db.executemany("INSERT OR REPLACE INTO plan_slots (site, t, battery_w, soc_pct, price_jpy_per_kwh, "
+                                 "price_sell_jpy_per_kwh) VALUES (?, ?, ?, ?, ?, ?)", rows)
         return len(rows)
 
     def series(self, site: str, start: datetime, end: datetime) -> History:
@@ -329,7 +335,7 @@ class LocalHistory:
                 f"SELECT {bucket} AS b, AVG(soc_pct), AVG(battery_w), AVG(pv_w), AVG(grid_w), AVG(hours_left_h) "
                 f"FROM samples WHERE site = ? AND t >= ? AND t < ? GROUP BY b ORDER BY b", (site, t0, t1)).fetchall()
             plan = self._db.execute(
-                f"SELECT {bucket} AS b, AVG(battery_w), AVG(soc_pct), AVG(price_jpy_per_kwh) "
+                f"SELECT {bucket} AS b, AVG(battery_w), AVG(soc_pct), AVG(price_jpy_per_kwh), AVG(price_sell_jpy_per_kwh) "
                 f"FROM plan_slots WHERE site = ? AND t >= ? AND t < ? GROUP BY b ORDER BY b", (site, t0, t1)).fetchall()
             modes = self._db.execute("SELECT t, mode, reason, previous FROM modes WHERE site = ? AND t >= ? AND t < ? "
                                      "ORDER BY t LIMIT 1000", (site, t0, t1)).fetchall()
@@ -340,9 +346,38 @@ class LocalHistory:
                     out[name].append((when, float(v)))
         for b, *values in plan:
             when = datetime.fromtimestamp(t0 + b * step, timezone.utc)
-            for name, v in zip(("plan_battery_w", "plan_soc_pct", "price_jpy_per_kwh"), values):
+            for name, v in zip(("plan_battery_w", "plan_soc_pct", "price_jpy_per_kwh", "price_sell_jpy_per_kwh"), values):
                 if v is not None:
                     out[name].append((when, float(v)))
         mode_list = [{"time": datetime.fromtimestamp(t, timezone.utc), "mode": m, "reason": r, "previous": p}
                      for t, m, r, p in modes]
         return History(site, start, end, step, out, mode_list, self.name)
+
+    # -- energy and prices for the earnings (ems.central.earnings) ------------------------------
+    def energy_by_slot(self, site: str, start: datetime, end: datetime, slot_s: int = 1800,
+                       max_gap_s: float = 120.0) -> list[tuple[float, float, float, float, float, float]]:
+        """Measured energy of ``site`` per slot (epoch-aligned, ``slot_s`` [s]) between ``start`` and ``end``:
+        rows (slot start [epoch s], import Wh, export Wh, import Wh without battery, export Wh without
+        battery, seconds covered).  Each sample holds until the next one, at most ``max_gap_s`` [s] (a
+        hall not heard from is not counted).  Without a battery the grid would carry grid_w + battery_w
+        (battery + discharging)."""
+        sql = f"""
+            WITH s AS (
+              SELECT t, grid_w, COALESCE(battery_w, 0) AS battery_w,
+                     MIN(COALESCE(LEAD(t) OVER (ORDER BY t) - t, {float(self.min_interval_s)}), ?) AS dt
+              FROM samples WHERE site = ? AND t >= ? AND t < ? AND grid_w IS NOT NULL)
+            SELECT CAST(t / {int(slot_s)} AS INTEGER) * {int(slot_s)} AS slot,
+                   SUM(dt * MAX(grid_w, 0)) / 3600.0, SUM(dt * MAX(-grid_w, 0)) / 3600.0,
+                   SUM(dt * MAX(grid_w + battery_w, 0)) / 3600.0, SUM(dt * MAX(-(grid_w + battery_w), 0)) / 3600.0,
+                   SUM(dt)
+            FROM s GROUP BY slot ORDER BY slot"""
+        with self._lock:
+            rows = self._db.execute(sql, (max_gap_s, site, start.timestamp(), end.timestamp())).fetchall()
+        return [tuple(float(v) for v in r) for r in rows]
+
+    def price_slots(self, site: str, start: datetime, end: datetime) -> list[tuple[float, float | None, float | None]]:
+        """The prices the plans of ``site`` used: (slot start [epoch s], buy, sell [JPY/kWh]) ordered by time."""
+        with self._lock:
+            return self._db.execute(
+                "SELECT t, price_jpy_per_kwh, price_sell_jpy_per_kwh FROM plan_slots WHERE site = ? AND t >= ? "
+                "AND t < ? AND price_jpy_per_kwh IS NOT NULL ORDER BY t", (site, start.timestamp(), end.timestamp())).fetchall()

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol
 from ems.central.alarmbook import AlarmBook, AlarmRecord
 from ems.central.dispatch import DispatchPreview, preview
 from ems.central.history import HistoryBackend, LocalHistory, mode_of
+from ems.central.outlook import reserve_outlook
 from ems.central.operations import Operation, OperationLog, SiteCommand
 from ems.config import FleetConfig, SiteConfig
 from ems.central.jma import JMA_ACTOR
@@ -284,7 +285,7 @@ class CentralService:
         age = (now - view.state_at).total_seconds() if view.state_at else None
         ack = view.last_ack or {}
         counts = alarm_counts if alarm_counts is not None else self.alarms.active_counts()
-        return {
+        row = {
             "site": site.id, "name": site.name, "area_code": site.area_code, "area_name": site.area_name,
             "online": view.online, "stale": age is None or age > self.stale_after.total_seconds(),
             "state_age_s": round(age, 1) if age is not None else None,
@@ -302,7 +303,10 @@ class CentralService:
                          if ack else None),
             "open_alarms": counts.get(site.id, 0),
             "inputs": inputs_of(state),
+            "lat": site.lat, "lon": site.lon,
         }
+        row["outlook"] = reserve_outlook(row, site.battery.charge_efficiency, now)
+        return row
 
     def fleet_rows(self, area: str | None = None) -> list[dict[str, Any]]:
         """Every hall (optionally of one area code), in fleet file order."""

@@ -161,8 +161,10 @@ class EdgeLink:
                                     "weather_source": info.get("weather_source"),
                                     "created_at": plan.created_at.isoformat(), "slots": plan.rows()})
         plan_id = f"{plan.created_at:%Y%m%dT%H%M%S}-{plan.mode}"
+        prices = plan.price_buy_jpy_per_kwh  # the prices the plan used, for the history's price chart
         slots = [PlanSlot(t, float(plan.battery_w[i]), float(plan.soc_pct[i]),
-                          float(plan.grid_import_w[i] - plan.grid_export_w[i]), None, float(plan.reserve_wh[i]))
+                          float(plan.grid_import_w[i] - plan.grid_export_w[i]),
+                          float(prices[i]) if prices is not None else None, float(plan.reserve_wh[i]))
                  for i, t in enumerate(plan.times)]
         return plan_points(self.daemon.site.id, plan_id, plan.created_at, slots,
                            "fallback" if plan.fallback else "optimizer", self.area)

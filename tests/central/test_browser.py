@@ -2,11 +2,13 @@
 a real Mosquitto and fake halls: municipal staff switch every hall to disaster mode and watch the acks
 arrive; a viewer finds no switch and the API refuses him; the public page shows hours left.
 
-Screenshots go to the test's tmp folder (``EMS_SCREENSHOTS=<dir>`` keeps them elsewhere)."""
+Screenshots go to ``var/screenshots/`` of the checkout (git-ignored; ``EMS_SCREENSHOTS=<dir>`` puts them
+elsewhere): one per view in Japanese, named ``ja-<view>.png``."""
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -40,16 +42,19 @@ def live(broker, halls, fleet, tmp_path_factory):
         yield env, server
 
 
+ROOT = Path(__file__).resolve().parents[2]
+
+
 @pytest.fixture
-def shots(tmp_path):
-    folder = Path(os.environ.get("EMS_SCREENSHOTS") or tmp_path)
+def shots():
+    folder = Path(os.environ.get("EMS_SCREENSHOTS") or ROOT / "var" / "screenshots")
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 
 
 def acks_now(driver) -> dict:
     return dict(zip(texts(driver, "#disaster-op tr[data-site]", "data-site"),
-                    texts(driver, "#disaster-op tr[data-site] .ack-status .status")))
+                    texts(driver, "#disaster-op tr[data-site] .ack-status .status", "data-status")))
 
 
 def login(driver, server, env, user):
@@ -82,7 +87,7 @@ def test_municipal_staff_switch_every_hall_and_see_every_ack(browser, live, hall
     browser.find_element(By.ID, "disaster-confirm").click()
     browser.find_element(By.ID, "disaster-submit").click()
     dialog = browser.find_element(By.CSS_SELECTOR, ".modal")
-    assert "all 14 halls" in dialog.text
+    assert "全 14 避難所" in dialog.text  # the browser prefers Japanese (--lang=ja-JP)
     browser.save_screenshot(str(shots / "disaster-confirm.png"))
     browser.find_element(By.ID, "modal-confirm").click()
 
@@ -145,7 +150,7 @@ def test_public_page_shows_hours_left_without_login(browser, live, halls, shots)
     assert "鳥取市" in card.text
     hours = card.find_element(By.CSS_SELECTOR, ".hours-big").text
     expected = env.service.fleet_rows()[0]["hours_left"]
-    assert hours == f"{expected:.1f} h"
+    assert hours == f"{expected:.1f} 時間"
     assert "電気あり" in card.text  # grid is up in the fake halls
     assert "hall-01" not in browser.page_source and "typhoon" not in browser.page_source
     browser.save_screenshot(str(shots / "public.png"))
@@ -175,3 +180,90 @@ def test_fleet_table_and_hall_detail_show_the_plans_inputs(browser, live, halls,
     assert "価格: central: spot_2026.csv" in detail and "天気: central (drill: typhoon" in detail
     assert "中央との最終通信: " in detail and "14:00:10" in detail
     browser.save_screenshot(str(shots / "hall-inputs.png"))
+
+
+JP = re.compile(r"[\u3040-\u30ff\u4e00-\u9fff]")
+
+
+def japanese_share(text: str) -> float:
+    """Share of Japanese among the letters of ``text`` (digits, punctuation and spaces not counted)."""
+    letters = [c for c in text if c.isalpha()]
+    return sum(bool(JP.match(c)) for c in letters) / max(1, len(letters))
+
+
+def labels(driver) -> str:
+    """The interface's own words in the view (headings, column heads, buttons, labels, tabs), not the data."""
+    return " ".join(texts(driver, "#view h1, #view h2, #view h3, #view th, #view button, #view label, "
+                                  "#view .legend, #view .tile .k, #nav a"))
+
+
+def test_main_views_in_japanese_then_english(browser, live, shots):
+    """An admin walks every view in Japanese (a screenshot of each), sees Japanese dates, a translated
+    error, switches to English (remembered after a reload) and back."""
+    from selenium.webdriver.common.by import By
+
+    env, server = live
+    browser.set_window_size(1280, 800)
+    login(browser, server, env, "ada")
+    assert browser.find_element(By.ID, "lang-switch").text == "English"
+    assert browser.execute_script("return document.documentElement.lang") == "ja"
+    # Fleet: map with every hall, spread of hours, fleet charts, table; JST clock in Japanese style.
+    wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#hall-map a.map-hall")) == 14, "14 halls on the map")
+    wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#chart-fleet-power svg"), "fleet power chart")
+    assert re.fullmatch(r"\d{4}/\d{2}/\d{2} \d{2}:\d{2}:\d{2} JST", browser.find_element(By.ID, "clock").text)
+    assert sum(int(b) for b in texts(browser, "#hours-spread .spread-row b")) == 14
+    views = {}
+    views["fleet"] = labels(browser)
+    browser.save_screenshot(str(shots / "ja-fleet.png"))
+    # A hall on the map opens its detail page.
+    browser.find_element(By.CSS_SELECTOR, '#hall-map a.map-hall[data-site="hall-01"]').click()
+    wait(browser, lambda d: "湖山公民館" in d.find_element(By.ID, "site-head").text, "hall detail from the map")
+    wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, ".chart h3")) == 4, "hall charts")
+    views["site"] = labels(browser)
+    browser.save_screenshot(str(shots / "ja-site.png"))
+    for name, ready in (("money", "#money-fleet table, #money-fleet p"), ("alarms", "#view .panel h1"),
+                        ("disaster", "#disaster-live tr td.outlook"), ("audit", "#audit-body tr"),
+                        ("vpp", "#vpp-form")):
+        browser.execute_script("location.hash = arguments[0]", "#/" + name)
+        wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, ready), f"the {name} view")
+        views[name] = labels(browser)
+        browser.save_screenshot(str(shots / f"ja-{name}.png"))
+    # A time typed the US way is refused by the page in Japanese, never sent as garbage.
+    start = browser.find_element(By.ID, "vpp-start")
+    start.clear()
+    start.send_keys("12/07/2026 13:30")
+    browser.find_element(By.ID, "vpp-reason").send_keys("テスト")
+    browser.find_element(By.ID, "vpp-preview-btn").click()
+    err = wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, '.field-error[data-for="start"]').text, "start error")
+    assert "2026/12/07 13:30" in err and JP.search(err)
+    browser.save_screenshot(str(shots / "ja-vpp-error.png"))
+    for name, text in views.items():
+        assert japanese_share(text) > 0.5, (name, japanese_share(text), text[:300])
+    # An API error (unknown hall) is a translated message, not a raw status.
+    browser.execute_script("location.hash = '#/site/no-such-hall'")
+    wait(browser, lambda d: "no-such-hall" in d.find_element(By.ID, "hist-note").text, "history error")
+    assert "見つかりません" in browser.find_element(By.ID, "hist-note").text
+    # English on request, remembered after a reload; then back to Japanese for the next tests.
+    browser.find_element(By.ID, "lang-switch").click()
+    wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, 'a[data-nav="fleet"]').text == "Fleet", "English nav")
+    browser.refresh()
+    wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, 'a[data-nav="alarms"]').text.startswith("Alarms"), "English after reload")
+    assert browser.find_element(By.ID, "lang-switch").text == "日本語"
+    browser.find_element(By.ID, "lang-switch").click()
+    wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, 'a[data-nav="fleet"]').text == "全体", "Japanese again")
+
+
+def test_public_page_at_phone_width(browser, live, shots):
+    from selenium.webdriver.common.by import By
+
+    env, server = live
+    browser.set_window_size(390, 844)
+    try:
+        browser.get(server.url + "/public")
+        wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, ".shelter .hours-big")) == 14, "14 shelters")
+        width = browser.execute_script("return [document.documentElement.scrollWidth, window.innerWidth]")
+        assert width[0] <= width[1], f"page wider than the phone: {width}"
+        assert japanese_share(browser.find_element(By.TAG_NAME, "body").text) > 0.5
+        browser.save_screenshot(str(shots / "ja-public-phone.png"))
+    finally:
+        browser.set_window_size(1440, 1200)

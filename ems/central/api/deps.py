@@ -114,6 +114,7 @@ _ERRORS = {
     404: "No such item",
     409: "The request conflicts with the current state",
     429: "Too many failed logins for this account: wait Retry-After seconds",
+    501: "Not available with this configuration",
     502: "The history backend did not answer",
 }
 

@@ -8,6 +8,7 @@ from typing import Literal
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 
 from ems.central.api.deps import NEEDS_LOGIN, Principal, errors, field_error, require, sane_time, service_of
+from ems.central.fleet_history import fleet_series
 from ems.central.history import HistoryError
 from ems.central.roles import Permission
 
@@ -90,3 +91,19 @@ def history(site_id: str, request: Request, range: str | None = Query(None, desc
     except HistoryError as exc:
         raise HTTPException(502, f"history backend: {exc}") from None
     return hist.to_dict()
+
+
+@router.get("/fleet/history", summary="Fleet totals over time: battery, PV, grid [W] and stored energy [Wh], "
+                                     "summed over the halls per history bucket",
+            responses=errors(502))
+def fleet_history(request: Request, range: str = Query("24h", description="1h, 6h, 24h, 7d or 30d"),
+                  _: Principal = Depends(require(Permission.VIEW_HISTORY))) -> dict:
+    service = service_of(request)
+    if range not in RANGES:
+        raise field_error("range", f"must be one of {', '.join(RANGES)}", "query")
+    end = service.clock()
+    try:
+        return fleet_series(service.history, [(s.id, s.battery.capacity_wh) for s in service.fleet.sites],
+                            end - RANGES[range], end)
+    except HistoryError as exc:
+        raise HTTPException(502, f"history backend: {exc}") from None

@@ -66,7 +66,7 @@ const Charts = (() => {
       const item = document.createElement("span");
       const sw = document.createElement("i");
       sw.style.background = b.color; sw.style.opacity = "0.3"; sw.style.height = "10px";
-      item.append(sw, "shaded: " + m);
+      item.append(sw, t("chart.shaded", { mode: m }));
       legend.appendChild(item);
     }
     box.appendChild(legend);
@@ -74,7 +74,7 @@ const Charts = (() => {
     if (!all.length) {
       const empty = document.createElement("div");
       empty.className = "empty";
-      empty.textContent = "no data in this range";
+      empty.textContent = t("chart.no_data");
       box.appendChild(empty);
       return;
     }
@@ -88,7 +88,7 @@ const Charts = (() => {
     const x = t => M.l + (t - t0) / (t1 - t0) * (W - M.l - M.r);
     const y = v => M.t + (hi - v) / (hi - lo) * (H - M.t - M.b);
     const svg = el("svg", { viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: "none", role: "img",
-      "aria-label": opts.title });
+      "aria-label": opts.title + (opts.unit ? ` [${opts.unit}]` : "") });
     box.appendChild(svg);
     for (const b of opts.bands || []) {
       const a = Math.max(t0, b.from), z = Math.min(t1, b.to);
@@ -138,7 +138,7 @@ const Charts = (() => {
       for (const s of opts.series) {
         let best = null;
         for (const p of s.points) if (best === null || Math.abs(p[0] - t) < Math.abs(best[0] - t)) best = p;
-        if (best) lines.push(`${s.name}: ${(+best[1].toFixed(2)).toLocaleString()} ${opts.unit || ""}`);
+        if (best) lines.push(`${s.name}: ${I18N.num(best[1], 2)} ${opts.unit || ""}`);
       }
       tip.textContent = "";
       lines.forEach((l, i) => { if (i) tip.appendChild(document.createElement("br")); tip.appendChild(document.createTextNode(l)); });
