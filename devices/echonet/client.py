@@ -157,6 +157,11 @@ class EchonetSocket:
             if host == MULTICAST_ADDRESS:
                 sock = self._transport.get_extra_info("socket")
                 sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, struct.pack("b", 1))
+                try:  # some nodes answer a multicast request to the group: listen there too
+                    mreq = struct.pack("=4s4s", socket.inet_aton(MULTICAST_ADDRESS), socket.inet_aton("0.0.0.0"))
+                    sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreq)
+                except OSError as exc:  # already a member, or no multicast route: unicast answers still come
+                    log.debug("ECHONET Lite: cannot join %s: %s", MULTICAST_ADDRESS, exc)
             self._transport.sendto(build_request(tid, deoj, esv, props), (host, port))
             await asyncio.sleep(wait_s)
         finally:

@@ -140,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="benchmarks that print figures",
                        description="Run a benchmark and print its figures.")
-    p.add_argument("what", choices=["control", "optimizer", "telemetry"])
+    p.add_argument("what", choices=["control", "optimizer", "telemetry", "echonet"])
     p.add_argument("bench_args", nargs=argparse.REMAINDER, help="arguments for the benchmark")
     p.set_defaults(func=_cmd_bench)
     return parser
