@@ -16,8 +16,7 @@ def fleet_series(history: HistoryBackend, sites: Iterable[tuple[str, float]], st
     """Sum per history bucket over ``sites`` ((site id, battery capacity [Wh]) pairs).
 
     stored_wh: each hall's mean SoC [%] x its capacity; ``halls``: how many halls reported in the
-    bucket (a total over fewer halls is lower for that reason alone).  Raises HistoryError like the
-    backend."""
+    bucket; only buckets where the most halls reported are kept.  Raises HistoryError like the backend."""
     sums: dict[datetime, dict[str, float]] = {}
     for site, capacity_wh in sites:
         hist = history.series(site, start, end)
@@ -33,7 +32,10 @@ def fleet_series(history: HistoryBackend, sites: Iterable[tuple[str, float]], st
             seen.add(t)
         for t in seen:
             sums[t]["halls"] = sums[t].get("halls", 0.0) + 1
-    times = sorted(sums)
+    # Halls report at their own moments, so a bucket at the edge of a hall's reporting holds only some of
+    # them and the sum dips for that reason alone: keep the buckets where as many halls reported as ever.
+    most = max((v.get("halls", 0.0) for v in sums.values()), default=0.0)
+    times = sorted(t for t, v in sums.items() if v.get("halls", 0.0) >= most)
     series = {name: [[t.isoformat(), round(sums[t][name], 1)] for t in times if name in sums[t]]
               for name in FLEET_SERIES}
     return {"start": start.isoformat(), "end": end.isoformat(), "step_s": step_for(start, end),

@@ -359,8 +359,9 @@ class LocalHistory:
         """Measured energy of ``site`` per slot (epoch-aligned, ``slot_s`` [s]) between ``start`` and ``end``:
         rows (slot start [epoch s], import Wh, export Wh, import Wh without battery, export Wh without
         battery, seconds covered).  Each sample holds until the next one, at most ``max_gap_s`` [s] (a
-        hall not heard from is not counted).  Without a battery the grid would carry grid_w + battery_w
-        (battery + discharging)."""
+        hall not heard from is not counted), or three times the mean spacing of the samples in the range
+        when that is longer (an accelerated simulation hears from its halls every few simulated minutes).
+        Without a battery the grid would carry grid_w + battery_w (battery + discharging)."""
         sql = f"""
             WITH s AS (
               SELECT t, grid_w, COALESCE(battery_w, 0) AS battery_w,
@@ -372,6 +373,11 @@ class LocalHistory:
                    SUM(dt)
             FROM s GROUP BY slot ORDER BY slot"""
         with self._lock:
+            n, t_min, t_max = self._db.execute(
+                "SELECT COUNT(*), MIN(t), MAX(t) FROM samples WHERE site = ? AND t >= ? AND t < ? AND grid_w IS NOT NULL",
+                (site, start.timestamp(), end.timestamp())).fetchone()
+            if n > 1:
+                max_gap_s = max(max_gap_s, 3 * (t_max - t_min) / (n - 1))
             rows = self._db.execute(sql, (max_gap_s, site, start.timestamp(), end.timestamp())).fetchall()
         return [tuple(float(v) for v in r) for r in rows]
 

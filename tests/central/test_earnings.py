@@ -144,3 +144,10 @@ def test_earnings_api(api, env):
     assert c.get("/api/fleet/history?range=2y").status_code == 422
     rows = c.get("/api/fleet").json()["halls"]
     assert {"lat", "lon", "outlook"} <= set(rows[0]) and rows[0]["outlook"]["reserve_status"] == "charging"
+
+
+def test_fleet_series_leaves_out_buckets_only_some_halls_reported(hist):
+    fill(hist, "s1", T0, 600, grid_w=1000.0, battery_w=0.0)
+    fill(hist, "s2", T0 + timedelta(minutes=5), 300, grid_w=1000.0, battery_w=0.0)
+    d = fleet_series(hist, [("s1", 10000.0), ("s2", 10000.0)], T0, T0 + timedelta(minutes=10))
+    assert d["series"]["grid_w"] and {v for _, v in d["series"]["grid_w"]} == {2000.0}

@@ -190,6 +190,7 @@ async function refreshFleet() {
   try {
     S.fleet = await api("GET", "/api/fleet");
   } catch (e) { return; }
+  S.clockOffset = Date.parse(S.fleet.time) - Date.now();  // the service's clock (a simulation's, in the demo)
   renderBanners();
   const openAlarms = S.fleet.halls.reduce((n, r) => n + r.open_alarms, 0);
   const badge = $("#alarm-badge");
@@ -770,7 +771,7 @@ VIEWS.audit = box => {
   I18N.apply(document);
   wireLogin();
   window.addEventListener("hashchange", route);
-  const tick = () => { $("#clock").textContent = I18N.dateTime(Date.now(), true) + " JST"; };
+  const tick = () => { $("#clock").textContent = I18N.dateTime(Date.now() + (S.clockOffset || 0), true) + " JST"; };
   tick(); setInterval(tick, 1000);
   try { loggedIn(await api("GET", "/api/me")); } catch (e) { showLogin(); }
 })();
