@@ -122,6 +122,10 @@ def build_devices(
                     [f"device {cfg.id}: map {cfg.map!r} is a {regmap.nature.value} map, the device is a {cfg.nature.value}"]
                 )
         devices[cfg.id] = NATURE_CLASSES[cfg.nature](cfg, conn, regmap, clock=clock)
+    if echonet_sockets:
+        from devices.echonet.natures import link_grid_probe
+
+        link_grid_probe(devices.values())
     return devices
 
 

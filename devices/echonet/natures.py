@@ -269,13 +269,38 @@ class EchonetPV(EchonetDevice):
 class EchonetMeter(EchonetDevice):
     """Low-voltage smart electric energy meter 0x0288 (LAN object; see the module docstring).
 
-    The class has no voltage or frequency property: ``grid_ok`` stays True
-    while the meter answers (a lost grid shows as a meter that stops answering).
+    The class has no voltage or frequency property, and in an outage the
+    meter itself has no power: its LAN object (a HEMS controller or Wi-SUN
+    bridge) stops answering or refuses the measured values.  So a lost grid
+    is learnt from the site's storage battery (``grid_probe``, set by the
+    device factory when the site has an ECHONET Lite battery): when the
+    meter fails and the battery's system-interconnected type 0xDB says
+    independent (0x01, self-sustained operation), the reading is
+    ``grid_ok=False`` with 0 W at the point of connection.  Otherwise the
+    meter's failure is raised as it is.
     """
 
     nature = Nature.METER
     class_code = SMART_METER
     static_epcs = (0xD3, 0xE1)
+    grid_probe: "EchonetBattery | None" = None
+
+    async def read(self) -> MeterReading:
+        """Power [W] (+ import, 0xE7), import/export counters [Wh]; grid_ok from the battery when the meter fails."""
+        try:
+            return await self._read_meter()
+        except DeviceError as exc:
+            probe = self.grid_probe
+            if probe is None or exc.kind not in ("timeout", "exception_response"):
+                raise
+            try:
+                state = await probe.get((0xDB,)) if 0xDB in (await probe.discover()).get else {}
+            except DeviceError:
+                raise exc from None
+            if state.get(0xDB) != bytes([0x01]):
+                raise
+            return MeterReading(device_id=self.id, time=self.clock(), power_w=0.0, grid_ok=False,
+                                extra={"echonet.grid_from": f"{probe.id} 0xDB independent", "echonet.meter": exc.message})
 
     def _wh_per_count(self) -> float | None:
         unit = self._unsigned(self.static, 0xE1)
@@ -286,7 +311,7 @@ class EchonetMeter(EchonetDevice):
         coefficient = self._unsigned(self.static, 0xD3) if 0xD3 in self.static else 1
         return P.METER_UNIT_KWH[unit] * 1000.0 * (coefficient or 1)
 
-    async def read(self) -> MeterReading:
+    async def _read_meter(self) -> MeterReading:
         """Power [W] (+ import, 0xE7), import/export counters [Wh] (0xE0/0xE3 x 0xD3 x 0xE1)."""
         v = await self.get((0xE7,), (0xE0, 0xE3))
         power = self._check_power(self._need(self._signed(v, 0xE7), 0xE7), 0xE7)
@@ -304,3 +329,11 @@ ECHONET_CLASSES: dict[Nature, type[EchonetDevice]] = {
     Nature.METER: EchonetMeter,
     Nature.PV: EchonetPV,
 }
+
+
+def link_grid_probe(devices) -> None:
+    """Let each ECHONET Lite meter learn a lost grid from the site's ECHONET Lite battery (one site's devices)."""
+    batteries = [d for d in devices if isinstance(d, EchonetBattery)]
+    for d in devices:
+        if isinstance(d, EchonetMeter) and len(batteries) == 1:
+            d.grid_probe = batteries[0]

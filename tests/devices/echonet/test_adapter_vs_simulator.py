@@ -67,9 +67,15 @@ async def test_fault_outage_and_lost_datagrams(two_halls):
     r = await devs["battery"].read()
     assert r.faulted and r.state == BatteryState.FAULT and r.max_charge_w == 0.0
     physics.set_grid(False)
+    # The meter refuses its measured values (no power behind route B); the battery says "independent" (0xDB).
+    r = await devs["meter"].read()
+    assert not r.grid_ok and r.power_w == 0.0 and "0xE7" in r.extra["echonet.meter"]
+    devs["meter"].grid_probe = None  # without a battery to ask, the meter's failure is what is reported
     with pytest.raises(DeviceError) as err:
         await devs["meter"].read()
     assert err.value.kind == "exception_response" and "0xE7" in str(err.value)
+    physics.set_grid(True)
+    assert (await devs["meter"].read()).grid_ok
     node.drop = 1  # one lost datagram: the retry gets the answer
     assert (await devs["pv"].read()).power_w >= 0
     node.drop = 10
