@@ -37,6 +37,8 @@ def add_drill_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--config", default="config/fleet.yaml", metavar="FILE", help="fleet YAML (default %(default)s)")
     p.add_argument("--report", required=True, metavar="DIR", help="folder for the report (created if missing)")
     p.add_argument("--seed", type=int, help="seed for weather, loads and prices (default: the scenario's)")
+    p.add_argument("--echonet-halls", type=int, default=0, metavar="N",
+                   help="run the first N halls on ECHONET Lite equipment, the rest on Modbus (default 0)")
     p.add_argument("--speed", type=float, help="simulated seconds per wall second (default: the scenario's)")
     p.add_argument("--broker", choices=["auto", "mosquitto", "embedded"], default="auto",
                    help="MQTT broker: Mosquitto if installed (auto), or the embedded one")
@@ -63,6 +65,10 @@ def run_drill_cli(args: argparse.Namespace) -> int:
         raise UsageError(f"--speed: must be > 0 and <= 20000 simulated seconds per wall second, got {args.speed:g}")
     influx = _influx_target(args)
     fleet = load_fleet(args.config)
+    if getattr(args, "echonet_halls", 0):
+        from ems.sim.echonet_halls import with_echonet_halls
+
+        fleet = with_echonet_halls(fleet, args.echonet_halls)
     scenario = load_scenario(args.scenario, fleet)
     report = Path(args.report)
     report.mkdir(parents=True, exist_ok=True)

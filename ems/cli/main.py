@@ -112,6 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--speed", type=float, default=60.0, help="time acceleration (default 60)")
     p.add_argument("--duration", type=float, help="stop after this many seconds of wall time")
     p.add_argument("--state-dir", help="where daemons persist their mode (default: a temp folder)")
+    p.add_argument("--echonet-halls", type=int, default=0, metavar="N",
+                   help="run the first N halls on ECHONET Lite equipment, the rest on Modbus (default 0)")
     p.add_argument("--outage", action="append", metavar="SITE:START_MIN:LEN_MIN",
                    help="inject a grid outage at a site, minutes of simulated time (repeatable)")
     p.add_argument("--plain", action="store_true", help="print plain status lines instead of a live table")

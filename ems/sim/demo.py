@@ -95,6 +95,10 @@ async def run_demo(args: argparse.Namespace) -> int:
     from ems.sim.runtime import FleetRuntime, RuntimeOptions
 
     fleet = load_fleet(args.config)
+    if getattr(args, "echonet_halls", 0):
+        from ems.sim.echonet_halls import with_echonet_halls
+
+        fleet = with_echonet_halls(fleet, args.echonet_halls)
     if args.speed <= 0:
         raise UsageError(f"--speed: must be > 0, got {args.speed}")
     if not 0 < args.port < 65536:
