@@ -1,4 +1,9 @@
-"""Serve simulated halls over Modbus TCP on loopback (pymodbus 3.16).
+"""Serve simulated halls over Modbus TCP (pymodbus 3.16) and ECHONET Lite on loopback.
+
+A hall's ``echonet_lite`` devices are served by one
+:class:`~devices.simulator.echonet_node.EchonetNode` per configured UDP port
+(moved by the same offset as the hall's Modbus port), from the same physics;
+a hall whose devices are all ECHONET Lite runs no Modbus server.
 
 One :class:`HallSimulator` serves one hall on one TCP port: one Modbus unit
 per Modbus TCP device in the site's ``devices:`` list, at that device's
