@@ -85,7 +85,8 @@ class EchonetSocket:
                 return
             sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             try:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                # No SO_REUSEADDR: on Linux two UDP sockets could then share port 3610 and one would
+                # silently take the other's answers; a clear "address in use" is better.
                 sock.bind((self.local_host, self.local_port))
             except OSError:
                 sock.close()

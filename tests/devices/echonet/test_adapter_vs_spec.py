@@ -123,3 +123,19 @@ async def test_setpoint_needs_the_set_map(hand_battery):
         await bat.set_power_w(1000)
     assert err.value.kind == "config" and "0xEC (discharging power setting)" in str(err.value)
     assert not [r for r in responder.received if r["esv"] == 0x61]
+
+
+async def test_taken_answer_port_is_a_connection_error():
+    from devices.echonet.client import EchonetSocket
+
+    first = EchonetSocket(local_host="127.0.0.1", local_port=0)
+    await first.open()
+    second = EchonetSocket(local_host="127.0.0.1", local_port=first.local_port)
+    try:
+        with pytest.raises(DeviceError) as err:
+            await second.request("127.0.0.1", 9, (0x02, 0x7D, 0x01), 0x62, [(0xE4, b"")], timeout_s=0.1,
+                                 device_id="bat")
+        assert err.value.kind == "connection" and "cannot bind" in str(err.value)
+    finally:
+        await first.close()
+        await second.close()
