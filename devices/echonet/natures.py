@@ -98,9 +98,25 @@ class EchonetDevice:
                 except FrameError as exc:
                     raise DeviceError(self.id, "decode", f"{self.where}: property map: {exc}") from None
                 wanted = [e for e in self.static_epcs if e in maps.get]
-                self.static = await self._request_get(wanted) if wanted else {}
+                self.static = await self._static(wanted)
                 self.maps = maps
         return self.maps
+
+    async def _static(self, epcs: list[int]) -> dict[int, bytes]:
+        """Ratings and units; one the object lists but refuses is left out (its field reads as unknown)."""
+        if not epcs:
+            return {}
+        try:
+            return await self._request_get(epcs)
+        except DeviceError as exc:
+            if exc.kind != "exception_response" or len(epcs) == 1:
+                if exc.kind == "exception_response":
+                    return {}
+                raise
+        values: dict[int, bytes] = {}
+        for epc in epcs:
+            values.update(await self._static([epc]))
+        return values
 
     async def _request_get(self, epcs: list[int]) -> dict[int, bytes]:
         return await get_properties(self.socket, self.host, self.port, self.eoj, epcs,
@@ -114,7 +130,8 @@ class EchonetDevice:
             raise DeviceError(self.id, "config", f"{self.where} does not list "
                               + ", ".join(f"0x{e:02X} ({P.epc_name(self.eoj, e)})" for e in missing)
                               + " in its get property map 0x9F")
-        return await self._request_get(list(required) + [e for e in optional if e in maps.get])
+        epcs = list(required) + [e for e in optional if e in maps.get]
+        return await self._request_get(epcs) if epcs else {}
 
     def _unsigned(self, values: dict[int, bytes], epc: int) -> int | None:
         return P.unsigned(values[epc]) if epc in values else None
@@ -294,7 +311,7 @@ class EchonetMeter(EchonetDevice):
             if probe is None or exc.kind not in ("timeout", "exception_response"):
                 raise
             try:
-                state = await probe.get((0xDB,)) if 0xDB in (await probe.discover()).get else {}
+                state = await probe.get((), (0xDB,))
             except DeviceError:
                 raise exc from None
             if state.get(0xDB) != bytes([0x01]):

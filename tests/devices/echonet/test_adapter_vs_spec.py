@@ -139,3 +139,10 @@ async def test_taken_answer_port_is_a_connection_error():
     finally:
         await first.close()
         await second.close()
+
+
+async def test_a_refused_rating_is_left_out_not_fatal(hand_battery):
+    responder, bat = hand_battery
+    responder.refuse = {0xC9}  # listed in the get map, refused: the discharge limit reads as unknown
+    r = await bat.read()
+    assert r.max_discharge_w is None and r.max_charge_w == 3000.0 and r.capacity_wh == 9800.0
