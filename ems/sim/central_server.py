@@ -124,9 +124,14 @@ class CentralServer:
             audit=AuditSpec(key_file=str(data / "audit.key"), head_log=str(data / "audit-head.log")))
         cfg._base_dir = data
         speed = float(getattr(self.clock, "speed", 1.0) or 1.0)
-        return build_service(cfg, self.fleet, mqtt_settings=self.mqtt,
-                             history=LocalHistory(data / "history.sqlite", min_interval_s=600.0),
-                             clock=self.clock.now, speed=speed, jma_poll_s=t.jma_poll_s)
+        service = build_service(cfg, self.fleet, mqtt_settings=self.mqtt,
+                                history=LocalHistory(data / "history.sqlite", min_interval_s=600.0),
+                                clock=self.clock.now, speed=speed, jma_poll_s=t.jma_poll_s)
+        if service.jma is not None:
+            # A drill writes 訓練 (drill) telegrams, which a real central service ignores; this simulated
+            # one is the only service built to act on them.
+            service.jma.trigger.accept_drills = True
+        return service
 
     # -- serving --------------------------------------------------------------------------------
     @property

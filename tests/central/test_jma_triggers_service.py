@@ -28,9 +28,10 @@ def test_earthquake_switch_is_audited_and_the_status_shows_each_kind(tmp_path, f
                                WarningTrigger(fleet.sites, quake_min_intensity="3"), poll_s=3600, source=str(folder))
     env.service.jma_status.trigger = env.service.jma.trigger
     env.service.jma_status.enabled = True
-    assert asyncio.run(env.service.poll_jma_once()) == 5  # 鳥取県西部: 米子 ×2, 境港, 大山, 日南 (震度３)
+    # 境港市 震度３ (hall-06), and 日南町 (hall-14), not listed, by its area 鳥取県西部 (3); 米子市 2, 大山町 1.
+    assert asyncio.run(env.service.poll_jma_once()) == 2
     sent = env.link.commands("mode")
-    assert {e["site"] for e in sent} == {"hall-03", "hall-04", "hall-06", "hall-13", "hall-14"}
+    assert {e["site"] for e in sent} == {"hall-06", "hall-14"}
     assert all(e["issued_by"] == JMA_ACTOR and e["payload"]["mode"] == "disaster_reserve" for e in sent)
     audit = [r for r in env.service.audit.records(action="jma_warning")]
     sakai = next(r for r in audit if r.target == "hall-06")
@@ -43,7 +44,7 @@ def test_earthquake_switch_is_audited_and_the_status_shows_each_kind(tmp_path, f
         api.close()
     last = status["last_reports"]
     assert set(last) == {"earthquake", "warning-r06"}
-    assert len(last["earthquake"]["did"]) == 5 and last["earthquake"]["title"] == "震源・震度に関する情報"
+    assert len(last["earthquake"]["did"]) == 2 and last["earthquake"]["title"] == "震源・震度に関する情報"
     assert last["warning-r06"]["control_status"] == "訓練" and "drill/test" in last["warning-r06"]["did"][0]
 
 

@@ -58,16 +58,19 @@ def test_typhoon_keeps_every_promise(typhoon):
     assert outcome.telemetry.lost == 0 and outcome.telemetry.produced > 10_000
 
 
-def test_typhoon_jma_switches_warned_areas_and_staff_the_rest(typhoon, fleet):
+def test_typhoon_forecast_switches_every_hall_before_any_warning(typhoon, fleet):
     outcome, _ = typhoon
-    warned = {s.id for s in fleet.sites if s.area_code in ("3120100", "3130200", "3132900", "3120200")}
     first = {}
     for c in outcome.commands:
         if c.mode == "disaster_reserve":
-            first.setdefault(c.site, c.actor)
+            first.setdefault(c.site, c)
     assert set(first) == {s.id for s in fleet.sites}
-    assert {s for s, who in first.items() if who == "jma-warning-service"} == warned
-    assert {who for s, who in first.items() if s not in warned} == {"drill-municipal"}
+    warnings_at = outcome.scenario.time_of(12)
+    for c in first.values():  # the typhoon telegram at 06:00, not the warnings at noon nor staff
+        assert c.actor == "jma-warning-service" and "台風第14号" in c.reason and c.sent_at < warnings_at, c
+    # Every hall holds H_disaster by the forecast arrival of storm-force wind (or the report says why not).
+    arrival = [c for c in outcome.checks if c.promise == "reserve_by_arrival"]
+    assert len(arrival) == 14 and all(c.ok for c in arrival), explain(outcome)
     returns = [c for c in outcome.commands if c.mode == "vpp"]
     assert sorted(c.site for c in returns) == sorted(s.id for s in fleet.sites)
     assert all(c.status == "ok" and c.delay_wall_s < 30 for c in outcome.commands)
@@ -108,6 +111,7 @@ def test_typhoon_report(typhoon):
         assert (report / name).stat().st_size > 1000, name
     md = (report / "summary.md").read_text(encoding="utf-8")
     assert "PASSED" in md and "| hall-02 |" in md and "jma-warning-service" in md
+    assert "Reserve by the typhoon's forecast arrival" in md
 
 
 # -- earthquake -----------------------------------------------------------------------------------------
@@ -115,7 +119,14 @@ def test_earthquake_every_hall_carries_its_vpp_reserve(earthquake, fleet):
     outcome, _ = earthquake
     others = [c for c in outcome.broken if c.promise != "critical_load"]
     assert not others, explain(outcome)
-    assert outcome.commands == []  # no warning, nobody switched anything
+    # No warning: JMA's intensity report alone switched the halls of 鳥取市 (6弱) and 岩美町 (5強), at once.
+    quake = outcome.scenario.time_of(21.5)
+    switched = {c.site: c for c in outcome.commands if c.mode == "disaster_reserve"}
+    assert set(switched) == {"hall-01", "hall-02", "hall-07"}
+    for c in switched.values():
+        assert c.actor == "jma-warning-service" and "震源・震度に関する情報" in c.reason and c.status == "ok"
+        assert (c.sent_at - quake).total_seconds() < 1800, c  # within the poll period at this speed
+    assert "震度6弱 in 鳥取市 (3120100)" in switched["hall-01"].reason
     outages = [o for h in outcome.halls.values() for o in h.outages]
     assert {o.site for o in outages} == {s.id for s in fleet.sites}
     for o in outages:

@@ -25,8 +25,8 @@ Weather warnings (VPWW53/54 and the 2026 per-hazard format VPWW55-61):
 
 Earthquakes (VXSE51 震度速報, VXSE53 震源・震度に関する情報): an intensity at or
 above ``quake_min_intensity`` in the hall's city (VXSE53 City code = first five
-digits of ``area_code`` + "00") or in its seismic area (``seismic_area_code``,
-VXSE51/53 Area) switches it at once; optionally every hall within
+digits of ``area_code`` + "00") or, when the report does not list that city, in
+its seismic area (``seismic_area_code``, VXSE51/53 Area) switches it at once; optionally every hall within
 ``quake_radius_km`` of the epicentre when the magnitude reaches
 ``quake_min_magnitude``.  No telegram lifts an earthquake: the hall stays until
 staff return it.
@@ -54,7 +54,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Iterable, Literal, Sequence
+from typing import Callable, Iterable, Literal, Sequence
 from zoneinfo import ZoneInfo
 
 from ems.central.jma.geo import distance_km, inside, interpolate
@@ -179,7 +179,9 @@ class WarningTrigger:
     nothing; ``quake_radius_km`` [km] with ``quake_min_magnitude``; ``quake_hold_h`` [h] how long an
     earthquake keeps a hall from a "return" suggestion; ``tsunami_grades`` ⊆ advisory, warning,
     major_warning; ``tsunami_lower_action`` for grades below them ("suggest" or "none");
-    ``max_report_age_s`` [s] None: no age limit; ``accept_drills`` act on 訓練/試験 telegrams (drills only).
+    ``max_report_age_s`` [s] None: no age limit; ``accept_drills`` act on 訓練/試験 telegrams (drills only);
+    ``clock`` () -> aware UTC time for report ages and earthquake holds (default: the wall clock; a drill
+    passes its simulated clock).
     """
 
     def __init__(self, sites: Sequence[SiteConfig], kinds: Iterable[str] = DEFAULT_KINDS,
@@ -189,7 +191,8 @@ class WarningTrigger:
                  quake_action: ActionMode = "switch", quake_radius_km: float | None = None,
                  quake_min_magnitude: float | None = None, quake_hold_h: float = 24.0,
                  tsunami_grades: Iterable[str] = ("warning", "major_warning"), tsunami_action: ActionMode = "switch",
-                 tsunami_lower_action: Literal["suggest", "none"] = "suggest", accept_drills: bool = False) -> None:
+                 tsunami_lower_action: Literal["suggest", "none"] = "suggest", accept_drills: bool = False,
+                 clock: Callable[[], datetime] | None = None) -> None:
         from ems.central.jma.seismic import intensity_code
 
         self.kinds = frozenset(kinds)
@@ -228,6 +231,7 @@ class WarningTrigger:
         self.tsunami_lower_action = tsunami_lower_action
         self.max_report_age = timedelta(seconds=max_report_age_s) if max_report_age_s is not None else None
         self.accept_drills = accept_drills
+        self.clock = clock or (lambda: datetime.now(timezone.utc))
         # site id -> {cause -> _Cause}: a cause is "warning:<family>:<category>", "typhoon:<number>",
         # "earthquake:<event>" or "tsunami:<area code>".
         self._active: dict[str, dict[str, _Cause]] = {}
@@ -286,7 +290,7 @@ class WarningTrigger:
             log.info("JMA %s %s is a %s message: no action", report.title, report.entry_id, report.control_status)
             last.did.append(f"nothing: Control/Status {report.control_status} (drill/test telegram)")
             return []
-        now = now or datetime.now(timezone.utc)
+        now = now or self.clock()
         self._expire(now)
         if self.max_report_age is not None and now - report.report_time > self.max_report_age:
             log.info("JMA %s %s from %s is too old: no action", report.title, report.entry_id,
@@ -437,13 +441,13 @@ class WarningTrigger:
         actions: list[Action] = []
         for site in self.sites:
             why = None
+            # The hall's own city when the report lists it (VXSE53); its seismic area otherwise (震度速報, or a
+            # city without a reported station): the area's maximum may have been measured anywhere in it.
             city = cities.get(site.area_code[:5] + "00")
-            area = areas.get(site.seismic_area_code or "")
-            for place in (city, area):
-                if place is not None and INTENSITIES.index(place.max_int) >= threshold:
-                    shown = INTENSITY_NAMES[place.max_int] + ("以上（未入電）" if place.assumed else "")
-                    why = f"震度{shown} in {place.name} ({place.code})"
-                    break
+            place = city if city is not None else areas.get(site.seismic_area_code or "")
+            if place is not None and INTENSITIES.index(place.max_int) >= threshold:
+                shown = INTENSITY_NAMES[place.max_int] + ("以上（未入電）" if place.assumed else "")
+                why = f"震度{shown} in {place.name} ({place.code})"
             if (why is None and self.quake_radius_km is not None and quake.magnitude is not None
                     and quake.lat is not None and quake.lon is not None
                     and quake.magnitude >= (self.quake_min_magnitude or 0)):

@@ -6,8 +6,12 @@ format ("level2026" here) sends one telegram per hazard, titled
 気象警報・注意報（Ｒ０６）（大雨） etc., with the level in the kind name.  They are written into the folder the
 central service's JMA poller reads, as JMA's feed would deliver them: the
 poller, the trigger and the disaster switch then run exactly as for a real
-warning.  ``Control/Status`` is 通常 (normal): a 訓練 (drill) report would,
-correctly, switch nothing.
+warning.  ``Control/Status`` is 訓練 (drill): a real central service ignores such a
+telegram, so a drill file that strays into a real feed folder switches no real
+hall; the drill's own central service is built to act on them
+(:mod:`ems.sim.central_server`).  Earthquake (VXSE53) and typhoon (VPTW60)
+telegrams are written the same way (:func:`earthquake_report_xml`,
+:func:`typhoon_report_xml`).
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from xml.sax.saxutils import escape
 from ems.atomicfile import replace_atomically
 
 JST = timezone(timedelta(hours=9), "JST")
+#: Control/Status of every telegram a drill writes.
+DRILL_STATUS = "訓練"
 
 #: kind → (name, code) in the present format.
 PRESENT_KINDS = {"storm": ("暴風警報", "05"), "heavy_rain": ("大雨警報", "03"),
@@ -68,7 +74,7 @@ def warning_report_xml(issued_at: datetime, areas: Sequence[tuple[str, str]], ki
 <Control>
 <Title>{title}</Title>
 <DateTime>{utc}</DateTime>
-<Status>通常</Status>
+<Status>{DRILL_STATUS}</Status>
 <EditorialOffice>{escape(office)}</EditorialOffice>
 <PublishingOffice>{escape(office)}</PublishingOffice>
 </Control>
@@ -99,6 +105,159 @@ def warning_reports_xml(issued_at: datetime, areas: Sequence[tuple[str, str]], k
     if fmt == "level2026":
         return [warning_report_xml(issued_at, areas, [k], fmt, **kw) for k in kinds]
     return [warning_report_xml(issued_at, areas, kinds, fmt, **kw)]
+
+
+def _times(t: datetime) -> tuple[str, str]:
+    if t.tzinfo is None:
+        raise ValueError("times must be timezone-aware")
+    return (t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            t.astimezone(JST).strftime("%Y-%m-%dT%H:%M:00+09:00"))
+
+
+#: 地震情報／細分区域 names of the codes the example fleet uses (others are written as their code).
+SEISMIC_AREA_NAMES = {"560": "鳥取県東部", "562": "鳥取県中部", "563": "鳥取県西部"}
+
+
+def earthquake_report_xml(origin: datetime, cities: Sequence[tuple[str, str, str, str | None]], magnitude: float,
+                          epicentre: str, lat: float, lon: float, depth_km: float,
+                          issued_after_s: float = 120.0) -> str:
+    """A 震源・震度に関する情報 (VXSE53) as JMA sends it: ``cities`` = (7-digit municipality code of the
+    warning area, city name, JMA intensity "1"…"7" / "5弱" …, seismic area code or None) — the city code
+    written is the municipality's first five digits + "00", as in JMA's telegrams; origin time (aware),
+    magnitude, epicentre name and position [°, km]; issued ``issued_after_s`` [s] after the origin."""
+    from ems.central.jma.models import INTENSITIES
+    from ems.central.jma.seismic import intensity_code
+
+    if not cities:
+        raise ValueError("an intensity report needs at least one city")
+    rows = []
+    for code, name, raw, area in cities:
+        level = intensity_code(str(raw))
+        if level is None:
+            raise ValueError(f"intensity must be a JMA seismic intensity (1-7, 5弱…6強), got {raw!r}")
+        if not (len(code) == 7 and code.isdigit()):
+            raise ValueError(f"city code must be 7 digits, got {code!r}")
+        rows.append((code[:5] + "00", name, level, area or "999"))
+    utc, local = _times(origin + timedelta(seconds=issued_after_s))
+    origin_local = _times(origin)[1]
+    top = max((r[2] for r in rows), key=INTENSITIES.index)
+    prefs: dict[str, dict[str, list]] = {}
+    for city, name, level, area in rows:
+        prefs.setdefault(city[:2], {}).setdefault(area, []).append((city, name, level))
+
+    def mx(levels):
+        return max(levels, key=INTENSITIES.index)
+
+    body = []
+    for pref, areas in prefs.items():
+        pref_max = mx([lv for cs in areas.values() for _, _, lv in cs])
+        parts = [f"<Pref><Name>都道府県{pref}</Name><Code>{pref}</Code><MaxInt>{pref_max}</MaxInt>"]
+        for area, cs in areas.items():
+            parts.append(f"<Area><Name>{escape(SEISMIC_AREA_NAMES.get(area, '細分区域' + area))}</Name>"
+                         f"<Code>{area}</Code><MaxInt>{mx([lv for _, _, lv in cs])}</MaxInt>")
+            parts += [f"<City><Name>{escape(n)}</Name><Code>{c}</Code><MaxInt>{lv}</MaxInt></City>" for c, n, lv in cs]
+            parts.append("</Area>")
+        parts.append("</Pref>")
+        body.append("".join(parts))
+    event_id = origin.astimezone(JST).strftime("%Y%m%d%H%M%S")
+    return f"""<?xml version="1.0" encoding="UTF-8"?>
+<Report xmlns="http://xml.kishou.go.jp/jmaxml1/" xmlns:jmx="http://xml.kishou.go.jp/jmaxml1/">
+<Control>
+<Title>震源・震度に関する情報</Title>
+<DateTime>{utc}</DateTime>
+<Status>{DRILL_STATUS}</Status>
+<EditorialOffice>気象庁本庁</EditorialOffice>
+<PublishingOffice>気象庁</PublishingOffice>
+</Control>
+<Head xmlns="http://xml.kishou.go.jp/jmaxml1/informationBasis1/">
+<Title>震源・震度情報</Title>
+<ReportDateTime>{local}</ReportDateTime>
+<TargetDateTime>{origin_local}</TargetDateTime>
+<EventID>{event_id}</EventID>
+<InfoType>発表</InfoType>
+<Serial>1</Serial>
+<InfoKind>地震情報</InfoKind>
+<InfoKindVersion>1.0_1</InfoKindVersion>
+<Headline><Text>地震がありました。（訓練シナリオで生成）</Text></Headline>
+</Head>
+<Body xmlns="http://xml.kishou.go.jp/jmaxml1/body/seismology1/" xmlns:jmx_eb="http://xml.kishou.go.jp/jmaxml1/elementBasis1/">
+<Earthquake>
+<OriginTime>{origin_local}</OriginTime>
+<ArrivalTime>{origin_local}</ArrivalTime>
+<Hypocenter><Area><Name>{escape(epicentre)}</Name><Code type="震央地名">999</Code>
+<jmx_eb:Coordinate description="drill">{lat:+.1f}{lon:+.1f}-{int(round(depth_km * 1000))}/</jmx_eb:Coordinate>
+</Area></Hypocenter>
+<jmx_eb:Magnitude type="Mj" description="M{magnitude:.1f}">{magnitude:.1f}</jmx_eb:Magnitude>
+</Earthquake>
+<Intensity><Observation>
+<MaxInt>{top}</MaxInt>
+{"".join(body)}
+</Observation></Intensity>
+</Body>
+</Report>
+"""
+
+
+def typhoon_report_xml(issued_at: datetime, number: str, name: str,
+                       positions: Sequence[tuple[float, float, float, float]]) -> str:
+    """A 台風解析・予報情報（５日予報）（Ｈ３０） (VPTW60) as JMA sends it: ``positions`` = (hours after
+    ``issued_at``'s hour, lat [°], lon [°], radius [km]); the first (0 h) is the analysis with its storm area
+    (暴風域), the others forecasts with their storm-warning areas (暴風警戒域)."""
+    if not positions or positions[0][0] != 0:
+        raise ValueError("positions must start with the analysis at 0 h")
+    if not (len(number) == 4 and number.isdigit()):
+        raise ValueError(f"typhoon number must be 4 digits (year + number, e.g. 2614), got {number!r}")
+    utc, local = _times(issued_at)
+    base = issued_at.replace(minute=0, second=0, microsecond=0)
+    infos = []
+    for after_h, lat, lon, radius in positions:
+        if radius <= 0:
+            raise ValueError(f"radius must be > 0 km, got {radius}")
+        t = _times(base + timedelta(hours=after_h))[1]
+        label = "実況" if after_h == 0 else f"予報　{int(after_h)}時間後"
+        center = (f'<jmx_eb:Coordinate type="中心位置（度）">{lat:+.1f}{lon:+.1f}/</jmx_eb:Coordinate>' if after_h == 0
+                  else f'<ProbabilityCircle type="予報円"><jmx_eb:BasePoint type="中心位置（度）">{lat:+.1f}{lon:+.1f}/'
+                       f'</jmx_eb:BasePoint></ProbabilityCircle>')
+        area = "暴風域" if after_h == 0 else "暴風警戒域"
+        infos.append(f"""<MeteorologicalInfo>
+<DateTime type="{label}">{t}</DateTime>
+<Item>
+<Kind><Property><Type>呼称</Type><TyphoonNamePart><Name>{escape(name)}</Name><Number>{number}</Number></TyphoonNamePart></Property></Kind>
+<Kind><Property><Type>階級</Type><ClassPart><jmx_eb:TyphoonClass type="熱帯擾乱種類">台風(TY)</jmx_eb:TyphoonClass></ClassPart></Property></Kind>
+<Kind><Property><Type>中心</Type><CenterPart>{center}</CenterPart></Property></Kind>
+<Kind><Property><Type>風</Type><WarningAreaPart type="{area}"><jmx_eb:Circle><jmx_eb:Axes><jmx_eb:Axis>
+<jmx_eb:Direction description="全域" condition="全域" unit="８方位漢字" type="方向"/>
+<jmx_eb:Radius unit="km" type="半径">{radius:g}</jmx_eb:Radius>
+</jmx_eb:Axis></jmx_eb:Axes></jmx_eb:Circle></WarningAreaPart></Property></Kind>
+</Item>
+</MeteorologicalInfo>""")
+    return f"""<?xml version="1.0" encoding="UTF-8"?>
+<Report xmlns="http://xml.kishou.go.jp/jmaxml1/" xmlns:jmx="http://xml.kishou.go.jp/jmaxml1/">
+<Control>
+<Title>台風解析・予報情報（５日予報）（Ｈ３０）</Title>
+<DateTime>{utc}</DateTime>
+<Status>{DRILL_STATUS}</Status>
+<EditorialOffice>気象庁本庁</EditorialOffice>
+<PublishingOffice>気象庁</PublishingOffice>
+</Control>
+<Head xmlns="http://xml.kishou.go.jp/jmaxml1/informationBasis1/">
+<Title>台風解析・予報情報</Title>
+<ReportDateTime>{local}</ReportDateTime>
+<TargetDateTime>{_times(base)[1]}</TargetDateTime>
+<EventID>TC{number}</EventID>
+<InfoType>発表</InfoType>
+<Serial>1</Serial>
+<InfoKind>台風解析・予報情報（５日予報）</InfoKind>
+<InfoKindVersion>1.0_2</InfoKindVersion>
+<Headline><Text/></Headline>
+</Head>
+<Body xmlns="http://xml.kishou.go.jp/jmaxml1/body/meteorology1/" xmlns:jmx_eb="http://xml.kishou.go.jp/jmaxml1/elementBasis1/">
+<MeteorologicalInfos type="台風情報">
+{"".join(infos)}
+</MeteorologicalInfos>
+</Body>
+</Report>
+"""
 
 
 def write_report(folder: Path, name: str, xml: str) -> Path:

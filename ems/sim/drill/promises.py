@@ -16,6 +16,11 @@ Promises (a broken one makes ``ems drill`` exit with status 1):
 * ``fault_alarmed``: a failed battery raises ``device_fault`` at the hall and
   in the central alarm book.
 * ``no_crash``: every daemon, shipper and the central service still run.
+* ``reserve_by_arrival``: a hall that a typhoon forecast reaches (the central
+  service's forecast arrival of storm-force wind) is switched and holds
+  H_disaster hours by that arrival — unless its battery and inverter cannot
+  charge that much in the time between the switch and the arrival, which the
+  check states with the figures (it is then kept as "unreachable", not broken).
 
 Times are simulated (UTC); "wall" delays are simulated delays ÷ speed.
 """
@@ -357,6 +362,7 @@ def evaluate(s: Scenario, fleet: FleetConfig, clock: DrillClock, rec: Recorder, 
         checks.append(Check("telemetry", "fleet", telemetry.lost <= s.promises.max_lost_points,
                             f"{telemetry.produced} points produced, {telemetry.stored} stored, {telemetry.lost} lost"))
     checks += _held_checks(rec, commands)
+    checks += _arrival_checks(fleet, halls, actions)
     checks += _fault_checks(rec, central_alarms)
     dead, stalled = liveness.get("dead_tasks", []), liveness.get("stalled_halls", [])
     stuck = liveness.get("stop_timeout", False)
@@ -370,6 +376,48 @@ def evaluate(s: Scenario, fleet: FleetConfig, clock: DrillClock, rec: Recorder, 
                         list(rec.marks), rec.traces, central_alarms)
 
 
+def _arrival_checks(fleet: FleetConfig, halls: dict[str, HallResult], actions: list[dict]) -> list[Check]:
+    """reserve_by_arrival for every hall with a typhoon arrival forecast (its first one)."""
+    first: dict[str, datetime] = {}
+    for a in actions:
+        if a["kind"] == "typhoon_forecast":
+            for sid, t in a["arrivals"].items():
+                first.setdefault(sid, t)
+    sites = {s.id: s for s in fleet.sites}
+    checks = []
+    for sid, arrival in sorted(first.items()):
+        h, site = halls.get(sid), sites.get(sid)
+        if h is None or site is None:
+            continue
+        if h.warned_at is None or h.warned_at > arrival:
+            checks.append(Check("reserve_by_arrival", sid, False,
+                                f"not switched to disaster_reserve before the forecast arrival {arrival:%m-%d %H:%M}Z"))
+            continue
+        lead_h = _hours_between(h.warned_at, arrival)
+        if h.time_to_reserve_h is not None and h.time_to_reserve_h <= lead_h:
+            checks.append(Check("reserve_by_arrival", sid, True,
+                                f"{h.h_disaster:g} h reserve reached {h.time_to_reserve_h:.1f} h after the switch, "
+                                f"{lead_h - h.time_to_reserve_h:.1f} h before the forecast arrival "
+                                f"{arrival:%m-%d %H:%M}Z"))
+            continue
+        # Could it have? Charging power is limited by the battery, the inverter and the grid connection.
+        charge_w = min(site.battery.max_charge_w, site.inverter.rated_w, site.grid.import_limit_w)
+        eff = getattr(site.battery, "charge_efficiency", 1.0) or 1.0
+        missing_wh = max(0.0, (h.h_disaster - (h.hours_at_warning or 0.0)) * h.critical_w)
+        need_h = missing_wh / (charge_w * eff) if charge_w > 0 else float("inf")
+        if need_h > lead_h or h.battery_failed:
+            why = ("its battery failed" if h.battery_failed else
+                   f"{missing_wh / 1000:.1f} kWh missing at the switch needs {need_h:.1f} h at "
+                   f"{charge_w / 1000:.1f} kW (battery/inverter/grid limit), only {lead_h:.1f} h to the arrival")
+            checks.append(Check("reserve_by_arrival", sid, True, f"unreachable: {why}"))
+        else:
+            reached = (f"reached only after {h.time_to_reserve_h:.1f} h" if h.time_to_reserve_h is not None
+                       else "never reached")
+            checks.append(Check("reserve_by_arrival", sid, False,
+                                f"reachable ({need_h:.1f} h of charging, {lead_h:.1f} h available) but {reached}"))
+    return checks
+
+
 def _observations(s: Scenario, halls: dict[str, HallResult], actions: list[dict], telemetry: Any,
                   errors: list[str]) -> list[str]:
     out = []
@@ -381,6 +429,10 @@ def _observations(s: Scenario, halls: dict[str, HallResult], actions: list[dict]
             out.append(f"{h.site} took {h.time_to_reserve_h:.1f} h to reach its reserve "
                        f"(deadline {s.promises.reserve_deadline_h:g} h)")
     for a in actions:
+        if a["kind"] == "typhoon_forecast" and a["arrivals"]:
+            out.append(f"typhoon forecast at {a['t']:%m-%d %H:%M}Z: storm-force wind forecast to reach "
+                       + ", ".join(f"{sid} at {t:%m-%d %H:%M}Z" for sid, t in sorted(a["arrivals"].items(),
+                                                                                  key=lambda p: p[1])))
         if a["kind"] in ("staff_failed", "event_failed"):
             out.append(f"{a['kind']} at {a['t']:%m-%d %H:%M}Z: {a['error']}"[:300])
     if telemetry is None:

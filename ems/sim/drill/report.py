@@ -112,6 +112,15 @@ def build_blocks(o: DrillOutcome, images: dict[str, str]) -> list[Block]:
         blocks.append(("img", images["fleet_soc"], "fleet state of charge, marks and modes"))
     if "backup_hours" in images:
         blocks.append(("img", images["backup_hours"], "backup hours per hall"))
+    arrival = [c for c in o.checks if c.promise == "reserve_by_arrival"]
+    if arrival:
+        blocks += [("h2", "Reserve by the typhoon's forecast arrival"),
+                   ("p", "Each hall a typhoon forecast reached: switched by the JMA typhoon trigger before any "
+                         "warning, and its H_disaster reserve by the forecast arrival of storm-force wind — or why "
+                         "its battery, inverter or grid connection could not charge that much in time."),
+                   ("table", ["hall", "result", "details"],
+                    [[c.subject, "unreachable" if c.ok and c.detail.startswith("unreachable") else
+                      "kept" if c.ok else "BROKEN", c.detail] for c in arrival])]
     outages = _outage_rows(o)
     if outages:
         blocks += [("h2", "Outages"),

@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 from ems.config import FleetConfig
 from ems.sim.drill import scenario as sc
-from ems.sim.drill.jmagen import warning_reports_xml, write_report
+from ems.sim.drill.jmagen import earthquake_report_xml, typhoon_report_xml, warning_reports_xml, write_report
 from ems.sim.drill.promises import DrillOutcome, evaluate
 from ems.sim.drill.recorder import DrillClock, Recorder
 from ems.sim.drill.staff import ApiError, StaffClient
@@ -176,6 +176,24 @@ class DrillRun:
             halls = [s.id for s in self.fleet.sites if s.area_code in e.areas]
             rec.mark("warning", halls, f"JMA {'/'.join(e.kinds)} ({e.format}) for {', '.join(e.areas)}")
             self.actions.append({"kind": "jma_warning", "t": now, "areas": e.areas, "halls": halls})
+        elif isinstance(e, sc.JmaEarthquake):
+            sites = {s.area_code: s for s in self.fleet.sites}
+            cities = [(c.area, sites[c.area].area_name or c.area, c.intensity, sites[c.area].seismic_area_code)
+                      for c in e.cities]
+            now = self.clock.now()
+            write_report(rt.jma_dir, f"drill-{index:03d}-vxse53.xml",
+                         earthquake_report_xml(now, cities, e.magnitude, e.epicentre, e.lat, e.lon, e.depth_km,
+                                               issued_after_s=0))
+            halls = [s.id for s in self.fleet.sites if s.area_code in {c.area for c in e.cities}]
+            rec.mark("warning", halls, f"JMA 震源・震度に関する情報 M{e.magnitude:g} "
+                                       + ", ".join(f"{c.area} 震度{c.intensity}" for c in e.cities))
+            self.actions.append({"kind": "jma_earthquake", "t": now, "halls": halls})
+        elif isinstance(e, sc.JmaTyphoon):
+            now = self.clock.now()
+            write_report(rt.jma_dir, f"drill-{index:03d}-vptw60.xml", typhoon_report_xml(
+                now, e.number, e.name, [(p.after_h, p.lat, p.lon, p.radius_km) for p in e.points]))
+            rec.mark("warning", [], f"JMA 台風解析・予報情報 台風{e.number[-2:]}号 {e.name}")
+            await self._record_arrivals(now)
         elif isinstance(e, (sc.StaffSwitch, sc.StaffReturn)):
             await self._staff_action(e)
         elif isinstance(e, sc.Outage):
@@ -219,6 +237,24 @@ class DrillRun:
                              "halls": halls, "user": self._staff.username})
         self.recorder.mark("switch" if switch else "return", halls,
                            f"{self._staff.username}: {'disaster' if switch else 'return to VPP'} ({e.scope})", t)
+
+    async def _record_arrivals(self, issued: datetime) -> None:
+        """The forecast arrival per hall as the central service computed it from the typhoon telegram (read
+        from its API once the poller has taken the file in), kept for the reserve_by_arrival promise."""
+        assert self._admin is not None
+        deadline = time.monotonic() + 10.0
+        arrivals: dict = {}
+        while time.monotonic() < deadline:
+            try:
+                arrivals = await asyncio.to_thread(self._admin.jma_arrivals)
+            except ApiError:
+                arrivals = {}
+            if arrivals and all(datetime.fromisoformat(a["report_time"]) >= issued.replace(second=0, microsecond=0)
+                                for a in arrivals.values()):
+                break
+            await asyncio.sleep(0.1)
+        self.actions.append({"kind": "typhoon_forecast", "t": issued,
+                             "arrivals": {s: datetime.fromisoformat(a["arrival"]) for s, a in arrivals.items()}})
 
     def _outage_start(self, sid: str, length_h: float | None) -> None:
         if any(o["site"] == sid and o["end"] is None for o in self.outages):

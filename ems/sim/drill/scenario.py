@@ -8,7 +8,7 @@ need the fleet (hall ids, area codes with halls) run in
 Times: ``start`` is an ISO 8601 time with a zone (e.g. ``2025-09-15T00:00:00+09:00``);
 every event's ``at_h`` is hours [h] after the start in simulated time.
 
-Event types (``type:``): jma_warning, staff_switch, staff_return_to_vpp,
+Event types (``type:``): jma_warning, jma_earthquake, jma_typhoon, staff_switch, staff_return_to_vpp,
 outage, grid_return, battery_failure, broker_down, broker_up,
 central_restart, weather.  Halls are chosen by ``halls`` (ids, or ``all``)
 and/or ``areas`` (JMA area codes of the fleet).
@@ -64,6 +64,60 @@ class JmaWarning(_Event):
     areas: list[AreaCode] = Field(min_length=1)
     kinds: list[WarningKindName] = Field(default_factory=lambda: ["storm", "heavy_rain"], min_length=1)
     format: Literal["current", "level2026"] = "current"
+
+
+class QuakeCity(StrictModel):
+    """One place of an intensity report: the hall area (municipality code) and the intensity observed there."""
+
+    area: AreaCode
+    intensity: str
+
+    @model_validator(mode="after")
+    def _intensity(self) -> "QuakeCity":
+        from ems.central.jma.seismic import intensity_code
+
+        if intensity_code(self.intensity) is None:
+            raise ValueError("intensity: must be a JMA seismic intensity (1, 2, 3, 4, 5弱, 5強, 6弱, 6強, 7)")
+        return self
+
+
+class JmaEarthquake(_Event):
+    """A 震源・震度に関する情報 (VXSE53) telegram: intensities per hall area, epicentre [°, km], magnitude.
+    The central service's earthquake trigger decides which halls switch (no scripted switch)."""
+
+    type: Literal["jma_earthquake"]
+    cities: list[QuakeCity] = Field(min_length=1)
+    magnitude: float = Field(ge=0, le=10)
+    epicentre: str = Field(default="鳥取県西部", min_length=1, max_length=40)
+    lat: float = Field(ge=20, le=50)
+    lon: float = Field(ge=120, le=160)
+    depth_km: float = Field(default=10.0, ge=0, le=700)
+
+
+class TyphoonPoint(StrictModel):
+    """The typhoon at ``after_h`` [h] after the report: centre [°] and storm(-warning) radius [km]."""
+
+    after_h: float = Field(ge=0, le=120)
+    lat: float = Field(ge=0, le=60)
+    lon: float = Field(ge=100, le=180)
+    radius_km: float = Field(gt=0, le=1500)
+
+
+class JmaTyphoon(_Event):
+    """A 台風解析・予報情報 (VPTW60) telegram: the analysis (after_h 0) and forecasts.  The central service's
+    typhoon trigger switches the halls its storm-warning areas reach within the lead time."""
+
+    type: Literal["jma_typhoon"]
+    number: str = Field(pattern=r"^\d{4}$")
+    name: str = Field(default="DRILL", min_length=1, max_length=40)
+    points: list[TyphoonPoint] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _points(self) -> "JmaTyphoon":
+        times = [p.after_h for p in self.points]
+        if times[0] != 0 or times != sorted(set(times)):
+            raise ValueError("points: the first at after_h 0 (the analysis), then increasing after_h")
+        return self
 
 
 class StaffScope(_Event):
@@ -129,7 +183,7 @@ class Weather(_HallChoice):
     cloud_factor: float = Field(ge=0, le=1)
 
 
-Event = Annotated[JmaWarning | StaffSwitch | StaffReturn | Outage | GridReturn | BatteryFailure | BrokerDown
+Event = Annotated[JmaWarning | JmaEarthquake | JmaTyphoon | StaffSwitch | StaffReturn | Outage | GridReturn | BatteryFailure | BrokerDown
                   | BrokerUp | CentralRestart | Weather, Field(discriminator="type")]
 
 
@@ -231,6 +285,9 @@ def check_against_fleet(scenario: Scenario, fleet: FleetConfig, source: str) -> 
         for j, h in enumerate(halls):
             if h != "all" and h not in ids:
                 out.append(f"{where}.halls[{j}]: unknown hall {h!r} (known: {known})")
+        for j, c in enumerate(getattr(e, "cities", []) or []):
+            if c.area not in areas:
+                out.append(f"{where}.cities[{j}].area: no hall of the fleet is in area {c.area}")
         for j, a in enumerate(getattr(e, "areas", []) or []):
             if a not in areas:
                 out.append(f"{where}.areas[{j}]: no hall of the fleet is in area {a}")

@@ -112,3 +112,7 @@ class StaffClient:
     def fleet(self) -> Any:
         """GET /api/fleet: the overview rows."""
         return self._call("GET", "/api/fleet")
+
+    def jma_arrivals(self) -> dict:
+        """GET /api/jma/arrivals: typhoon storm-wind arrival forecast per hall ({site: {arrival, …}})."""
+        return self._call("GET", "/api/jma/arrivals")["arrivals"]
