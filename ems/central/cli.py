@@ -31,6 +31,7 @@ from ems.central.alarmbook import AlarmBook
 from ems.central.config import CentralConfig, load_central_config
 from ems.central.history import HistoryBackend, InfluxHistory, LocalHistory, NoHistory
 from ems.central.market import JepxCsvFeed, MarketPublisher, PriceFeed, SyntheticFeed
+from ems.central.notify import Notifier
 from ems.central.service import CentralService, CommandLink, JmaParts, Security
 from ems.central.sqlite_recovery import OnRecovered, Recovery, raise_store_alarms
 from ems.config import FleetConfig, load_fleet
@@ -122,8 +123,7 @@ def build_service(cfg: CentralConfig, fleet: FleetConfig | None = None, *, mqtt_
         readers = [AtomFeedReader(s, data / ("jma-seen.sqlite" if i == 0 else f"jma-seen-{i}.sqlite"),
                                   on_recovered=recovered.append) for i, s in enumerate(sources)]
         jma = JmaParts(readers[0] if len(readers) == 1 else FeedReaders(readers),
-                       WarningTrigger(list(fleet.sites), **trigger_kwargs(cfg.jma),
-                                      **({"clock": clock} if clock is not None else {})),
+                       WarningTrigger(list(fleet.sites), **trigger_kwargs(cfg.jma)),
                        jma_poll_s if jma_poll_s is not None else cfg.jma.poll_s, sources[0])
     publish = getattr(link, "publish_retained", None)
     market = build_market(cfg, fleet, publish, clock) if publish is not None else None
@@ -134,6 +134,7 @@ def build_service(cfg: CentralConfig, fleet: FleetConfig | None = None, *, mqtt_
                              command_ttl=timedelta(seconds=cfg.commands.ttl_s * speed),
                              ack_timeout=timedelta(seconds=cfg.commands.ack_timeout_s * speed),
                              stale_after=timedelta(seconds=cfg.stale_after_s * speed), public_page=cfg.public_page,
+                             notifier=Notifier(cfg.notify, cfg.base_dir) if cfg.notify.enabled else None,
                              **({"clock": clock} if clock is not None else {}))
     raise_store_alarms(alarms, audit, recovered, service.clock())
     return service

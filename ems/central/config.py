@@ -17,6 +17,7 @@ from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from devices.configfile import ConfigError, StrictModel, load_yaml_model
 from ems.central.jma.config_spec import EarthquakeTrigger, TsunamiTrigger, TyphoonTrigger
+from ems.central.notify import NotifySpec, check_notify_secrets
 from optimizer.prices import area_column
 from telemetry.market import JEPX_AREA_RE
 from telemetry.mqtt_client import MqttSettings, read_secret
@@ -234,6 +235,7 @@ class CentralConfig(StrictModel):
     commands: CommandSpec = CommandSpec()
     market: MarketSpec = MarketSpec()
     audit: AuditSpec = AuditSpec()
+    notify: NotifySpec = NotifySpec()  # critical alarms and offline halls by webhook / e-mail (ems.central.notify)
     public_page: bool = True
     stale_after_s: float = Field(default=60, gt=0, le=86400)  # state older than this shows as stale
 
@@ -284,7 +286,7 @@ def check_secrets(cfg: CentralConfig, source: str) -> list[str]:
             spec.secret(base)
         except ValueError as exc:
             problems.append(f"{source}: {name}.{'password_file' if spec.password_file else 'password_env'}: {exc}")
-    return problems
+    return problems + check_notify_secrets(cfg.notify, base, source)
 
 
 def check_market_files(cfg: CentralConfig, source: str) -> list[str]:

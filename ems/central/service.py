@@ -31,6 +31,7 @@ from telemetry.mqtt_topics import SiteTopics
 
 if TYPE_CHECKING:
     from ems.central.market import MarketPublisher
+    from ems.central.notify import Notifier
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +154,8 @@ class CentralService:
                  alarms: AlarmBook, history: HistoryBackend, *, jma: JmaParts | None = None,
                  command_ttl: timedelta = timedelta(minutes=5), ack_timeout: timedelta = timedelta(seconds=30),
                  stale_after: timedelta = timedelta(seconds=60), public_page: bool = True,
-                 clock: Callable[[], datetime] = _utcnow, market: "MarketPublisher | None" = None):
+                 clock: Callable[[], datetime] = _utcnow, market: "MarketPublisher | None" = None,
+                 notifier: "Notifier | None" = None):
         self.fleet = fleet
         self.sites: dict[str, SiteConfig] = {s.id: s for s in fleet.sites}
         self.store = store
@@ -167,6 +169,8 @@ class CentralService:
                                     trigger=jma.trigger if jma else None)
         #: Prices and weather for the gateways (ems.central.market.MarketPublisher), or None.
         self.market = market
+        #: Critical alarms and offline halls to operators by webhook / e-mail (ems.central.notify), or None.
+        self.notifier = notifier
         self.command_ttl = command_ttl
         self.stale_after = stale_after
         self.public_page = public_page
@@ -185,6 +189,8 @@ class CentralService:
             self._tasks.append(asyncio.create_task(self._jma_loop(), name="jma-poller"))
         if self.market is not None:
             self._tasks.append(asyncio.create_task(self.market.run(), name="market-publisher"))
+        if self.notifier is not None:
+            self._tasks.append(asyncio.create_task(self.notifier.run(self), name="notifications"))
 
     async def stop(self) -> None:
         for task in self._tasks:

@@ -569,14 +569,15 @@ function outlookCell(r) {
  *  with what it did (GET /api/jma/status). Labels through t() when the catalogue has them, else Japanese. */
 function jmaForecastPanel() {
   const L = (key, ja) => { const s = typeof t === "function" ? t(key) : key; return s === key ? ja : s; };
-  const jst = iso => iso ? new Date(iso).toLocaleString("ja-JP", { timeZone: "Asia/Tokyo", year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit" }) : "—";
-  const KIND = { "warning-r06": "気象警報・注意報（Ｒ０６）", warning: "気象警報・注意報", typhoon: "台風", earthquake: "地震", tsunami: "津波" };
+  const jst = iso => I18N.dateTime(iso);
+  const KIND = { "warning-r06": L("jma.kind.warning_r06", "気象警報・注意報（Ｒ０６）"), warning: L("jma.kind.warning", "気象警報・注意報"),
+    typhoon: L("jma.kind.typhoon", "台風"), earthquake: L("jma.kind.earthquake", "地震"), tsunami: L("jma.kind.tsunami", "津波") };
   const body = h("div", { id: "jma-forecast" }, h("p", { class: "muted small" }, "…"));
   api("GET", "/api/jma/status").then(st => {
     const names = Object.fromEntries((S.fleet ? S.fleet.halls : []).map(r => [r.site, r.name]));
     const arr = Object.entries(st.typhoon_arrivals || {}).sort((a, b) => a[1].arrival < b[1].arrival ? -1 : 1);
     const rows = arr.map(([site, a]) => h("tr", { dataset: { site } }, h("td", {}, names[site] || site),
-      h("td", {}, `台風${a.typhoon.slice(-2)}号 ${a.name || ""}`), h("td", { class: "arrival" }, jst(a.arrival)), h("td", {}, a.area), h("td", { class: "muted small" }, jst(a.report_time))));
+      h("td", {}, t("jma.typhoon_no", { n: Number(a.typhoon.slice(-2)), name: a.name || "" })), h("td", { class: "arrival" }, jst(a.arrival)), h("td", {}, a.area), h("td", { class: "muted small" }, jst(a.report_time))));
     const last = Object.entries(st.last_reports || {}).map(([k, r]) => h("li", { dataset: { kind: k } },
       h("b", {}, KIND[k] || k), ` ${r.title}（${jst(r.report_time)}${r.control_status !== "通常" ? "・" + r.control_status : ""}）: `,
       r.did.length ? r.did.join("、") : L("jma.did_nothing", "動作なし")));
