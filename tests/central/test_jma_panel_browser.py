@@ -29,11 +29,21 @@ def test_disaster_panel_shows_forecast_arrival(tmp_path, fleet):
     folder = tmp_path / "jma"
     folder.mkdir()
     shutil.copy(SAMPLES / "real_vptw60_typhoon.xml", folder / "typhoon.xml")
+    # JMA's sample VTSE41 with 鳥取県 (540, 境港 hall-06's tsunami area) made a 津波注意報: suggestions only.
+    vtse = (SAMPLES / "jma_32-39_11_13_250206_VTSE41.xml").read_text(encoding="utf-8").replace(
+        "<Area><Name>鳥取県</Name><Code>540</Code></Area>\n\t\t\t<Category>\n\t\t\t\t<Kind><Name>津波予報（若干の海面変動）</Name><Code>71</Code></Kind>",
+        "<Area><Name>鳥取県</Name><Code>540</Code></Area>\n\t\t\t<Category>\n\t\t\t\t<Kind><Name>津波注意報</Name><Code>62</Code></Kind>")
+    assert "<Name>津波注意報</Name><Code>62</Code></Kind>\n\t\t\t\t<LastKind><Name>津波予報（若干" in vtse
+    (folder / "tsunami.xml").write_text(vtse, encoding="utf-8")
     trigger = WarningTrigger(sites)
     env.service.jma = JmaParts(AtomFeedReader(str(folder), tmp_path / "seen.sqlite"), trigger, poll_s=3600,
                                source=str(folder))
     env.service.jma_status.trigger, env.service.jma_status.enabled = trigger, True
-    assert asyncio.run(env.service.poll_jma_once()) == 1
+    assert asyncio.run(env.service.poll_jma_once()) == 1  # the typhoon switched hall-06; the advisory did not
+    sugs = {s.site: s for s in env.service.open_suggestions()}
+    assert set(sugs) == {"hall-03", "hall-04", "hall-06"}  # the coastal halls of 鳥取県 (540)
+    sug = sugs["hall-06"]
+    assert sug.kind == "disaster" and "津波注意報" in sug.reason
     arrival = trigger.typhoon_arrivals()["hall-06"]["arrival"]
     api = Api(env)
     try:
@@ -55,8 +65,12 @@ def test_disaster_panel_shows_forecast_arrival(tmp_path, fleet):
             local = datetime.fromisoformat(arrival).astimezone(ZoneInfo("Asia/Tokyo")).strftime("%Y/%m/%d %H:%M")
             assert "台風13号 DOLPHIN" in row and local in row and "暴風警戒域" in row, row
             kinds = texts(browser, "#jma-forecast li[data-kind]", "data-kind")
-            assert kinds == ["typhoon"]
+            assert sorted(kinds) == ["tsunami", "typhoon"]
+            tsunami = texts(browser, '#jma-forecast li[data-kind="tsunami"]')[0]
+            assert "suggested disaster mode for hall-06" in tsunami, tsunami
             assert "switched hall-06" in texts(browser, '#jma-forecast li[data-kind="typhoon"]')[0]
+            banner = texts(browser, f'#banners [data-suggestion="{sug.id}"]')[0]
+            assert "気象庁: 災害モードの検討" in banner and "津波注意報" in banner and "警報解除" not in banner, banner
             browser.save_screenshot(str(tmp_path / "jma-panel.png"))
     finally:
         api.close()

@@ -204,8 +204,9 @@ function renderBanners() {
   const names = Object.fromEntries(S.fleet.halls.map(r => [r.site, r.name]));
   for (const s of S.fleet.suggestions || []) {
     kids.push(h("div", { class: "banner", dataset: { suggestion: s.id } },
-      h("b", {}, t("jma.cancelled")),
-      h("span", {}, t("jma.may_return", { hall: names[s.site] || s.site, reason: s.reason })),
+      // kind "disaster": a trigger set to suggest, or a 津波注意報 — staff decide; "return": warnings lifted.
+      h("b", {}, t(s.kind === "disaster" ? "jma.suggest_disaster" : "jma.cancelled")),
+      h("span", {}, t(s.kind === "disaster" ? "jma.may_need_disaster" : "jma.may_return", { hall: names[s.site] || s.site, reason: s.reason })),
       can("return_to_vpp") ? h("button", { onclick: async () => { try { await api("POST", `/api/jma/suggestions/${s.id}/dismiss`); } catch (e) { alert(errText(e)); } refreshFleet(); } }, t("common.dismiss")) : null));
   }
   if (S.fleet.jma && S.fleet.jma.enabled && S.fleet.jma.last_error) {
