@@ -67,8 +67,8 @@ def test_disaster_panel_shows_forecast_arrival(tmp_path, fleet):
             kinds = texts(browser, "#jma-forecast li[data-kind]", "data-kind")
             assert sorted(kinds) == ["tsunami", "typhoon"]
             tsunami = texts(browser, '#jma-forecast li[data-kind="tsunami"]')[0]
-            assert "suggested disaster mode for hall-06" in tsunami, tsunami
-            assert "switched hall-06" in texts(browser, '#jma-forecast li[data-kind="typhoon"]')[0]
+            assert "上道公民館 Agarimichi: 災害モードを提案" in tsunami, tsunami
+            assert "上道公民館 Agarimichi: 災害モードに切替" in texts(browser, '#jma-forecast li[data-kind="typhoon"]')[0]
             banner = texts(browser, f'#banners [data-suggestion="{sug.id}"]')[0]
             assert "気象庁: 災害モードの検討" in banner and "津波注意報" in banner and "警報解除" not in banner, banner
             browser.save_screenshot(str(tmp_path / "jma-panel.png"))

@@ -45,7 +45,9 @@ def test_earthquake_switch_is_audited_and_the_status_shows_each_kind(tmp_path, f
     last = status["last_reports"]
     assert set(last) == {"earthquake", "warning-r06"}
     assert len(last["earthquake"]["did"]) == 2 and last["earthquake"]["title"] == "震源・震度に関する情報"
-    assert last["warning-r06"]["control_status"] == "訓練" and "drill/test" in last["warning-r06"]["did"][0]
+    assert last["warning-r06"]["control_status"] == "訓練" and last["warning-r06"]["did"] == []
+    assert last["warning-r06"]["note"]["code"] == "drill"
+    assert {d["site"] for d in last["earthquake"]["did"]} == {"hall-06", "hall-14"}
 
 
 def test_typhoon_arrival_is_in_the_api(tmp_path, fleet):

@@ -163,11 +163,15 @@ class _LastReport:
     title: str
     report_time: datetime
     control_status: str
-    did: list[str] = field(default_factory=list)
+    #: What it did: {"action": switch | suggest_disaster | suggest_return, "site": id}, in order.
+    did: list[dict] = field(default_factory=list)
+    #: Why it did nothing or less: {"code": drill | too_old | skipped, "detail": English text}, or None.
+    note: dict | None = None
 
     def to_dict(self) -> dict:
         return {"entry_id": self.entry_id, "title": self.title, "report_time": self.report_time.isoformat(),
-                "control_status": self.control_status, "did": list(self.did)}
+                "control_status": self.control_status, "did": [dict(d) for d in self.did],
+                "note": dict(self.note) if self.note else None}
 
 
 class WarningTrigger:
@@ -280,22 +284,23 @@ class WarningTrigger:
         self._last[report.kind] = last
         actions = self._evaluate(report, now, last)
         for a in actions:
-            verb = "switched" if isinstance(a, SwitchToDisaster) else \
-                "suggested disaster mode for" if isinstance(a, SuggestDisaster) else "suggested return for"
-            last.did.append(f"{verb} {a.site_id}")
+            action = "switch" if isinstance(a, SwitchToDisaster) else \
+                "suggest_disaster" if isinstance(a, SuggestDisaster) else "suggest_return"
+            last.did.append({"action": action, "site": a.site_id})
         return actions
 
     def _evaluate(self, report: WarningReport, now: datetime | None, last: _LastReport) -> list[Action]:
         if not report.operational and not self.accept_drills:
             log.info("JMA %s %s is a %s message: no action", report.title, report.entry_id, report.control_status)
-            last.did.append(f"nothing: Control/Status {report.control_status} (drill/test telegram)")
+            last.note = {"code": "drill",
+                         "detail": f"Control/Status {report.control_status}: a drill/test telegram switches nothing"}
             return []
         now = now or self.clock()
         self._expire(now)
         if self.max_report_age is not None and now - report.report_time > self.max_report_age:
             log.info("JMA %s %s from %s is too old: no action", report.title, report.entry_id,
                      _jst(report.report_time))
-            last.did.append("nothing: too old")
+            last.note = {"code": "too_old", "detail": f"report of {_jst(report.report_time)} is too old"}
             return []
         if report.info_type == "取消":
             return self._withdrawn(report)
@@ -306,7 +311,8 @@ class WarningTrigger:
         if report.report_type == "tsunami":
             return self._tsunami(report)
         if report.skipped:
-            last.did.append(f"skipped {len(report.skipped)} item(s): {report.skipped[0]}")
+            last.note = {"code": "skipped",
+                         "detail": f"{len(report.skipped)} item(s) skipped, e.g. {report.skipped[0]}"}
         return self._warnings(report)
 
     # -- common ---------------------------------------------------------------

@@ -569,7 +569,12 @@ function outlookCell(r) {
 /** JMA panel (issue 12): forecast arrival of typhoon storm-force wind per hall, and the last telegram of each kind
  *  with what it did (GET /api/jma/status). Labels through t() when the catalogue has them, else Japanese. */
 function jmaForecastPanel() {
-  const L = (key, ja) => { const s = typeof t === "function" ? t(key) : key; return s === key ? ja : s; };
+  const L = (key, ja, p) => { const s = typeof t === "function" ? t(key, p) : key; return s === key ? ja : s; };
+  // What a telegram did / why it did nothing, as the trigger reports it (ems/central/jma/trigger.py).
+  const DID = { switch: ["jma.did_switch", "災害モードに切替"], suggest_disaster: ["jma.did_suggest_disaster", "災害モードを提案"],
+    suggest_return: ["jma.did_suggest_return", "VPP復帰を提案"] };
+  const NOTE = { drill: ["jma.note_drill", "訓練・試験電文のため動作なし"], too_old: ["jma.note_too_old", "古い電文のため動作なし"],
+    skipped: ["jma.note_skipped", "一部の項目を読み飛ばしました"] };
   const jst = iso => I18N.dateTime(iso);
   const KIND = { "warning-r06": L("jma.kind.warning_r06", "気象警報・注意報（Ｒ０６）"), warning: L("jma.kind.warning", "気象警報・注意報"),
     typhoon: L("jma.kind.typhoon", "台風"), earthquake: L("jma.kind.earthquake", "地震"), tsunami: L("jma.kind.tsunami", "津波") };
@@ -581,7 +586,9 @@ function jmaForecastPanel() {
       h("td", {}, t("jma.typhoon_no", { n: Number(a.typhoon.slice(-2)), name: a.name || "" })), h("td", { class: "arrival" }, jst(a.arrival)), h("td", {}, a.area), h("td", { class: "muted small" }, jst(a.report_time))));
     const last = Object.entries(st.last_reports || {}).map(([k, r]) => h("li", { dataset: { kind: k } },
       h("b", {}, KIND[k] || k), ` ${r.title}（${jst(r.report_time)}${r.control_status !== "通常" ? "・" + r.control_status : ""}）: `,
-      r.did.length ? r.did.join("、") : L("jma.did_nothing", "動作なし")));
+      r.did.length ? r.did.map(d => `${names[d.site] || d.site}: ${L(...(DID[d.action] || [d.action, d.action]))}`).join("、")
+        : L("jma.did_nothing", "動作なし"),
+      r.note ? h("span", { class: "muted", title: r.note.detail }, `（${L(...(NOTE[r.note.code] || [r.note.code, r.note.detail]))}）`) : null));
     body.replaceChildren(
       arr.length ? h("table", {}, h("thead", {}, h("tr", {}, [["jma.col_hall", "避難所"], ["jma.col_typhoon", "台風"], ["jma.col_arrival", "暴風域の到達予想"], ["jma.col_area", "区分"], ["jma.col_report", "発表"]].map(([k, ja]) => h("th", {}, L(k, ja))))), h("tbody", {}, rows))
         : h("p", { class: "muted" }, L("jma.no_arrivals", "到達予想なし: リードタイム内に暴風警戒域に入る避難所はありません")),
