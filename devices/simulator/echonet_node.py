@@ -20,7 +20,12 @@ to idle as with Modbus.
 Grid lost, the meter (reached over Wi-SUN route B in a real hall, and
 without power) answers its measured values with Get_SNA.  ``refused`` (a set
 of (class, EPC)) makes the node refuse properties it lists, and ``drop``
-makes it ignore that many requests (lost UDP), for tests.
+makes it ignore that many requests (lost UDP), for tests.  The physics'
+register faults apply as on Modbus: ``frozen`` serves the values of the
+moment it froze, ``sentinels`` "no data" (0xFF.., signed 0x80..),
+``refused_writes`` answers every SetC with SetC_SNA, ``ignored_setpoints``
+takes and reads back settings without following them (``garbage`` names
+Modbus map points and does not apply here).
 """
 
 from __future__ import annotations
@@ -64,6 +69,11 @@ MANUFACTURER = bytes([0xFF, 0xFF, 0xFF])  # "not specified": this is a simulator
 _SUPER_GET = {0x80, 0x82, 0x88, 0x8A, 0x9D, 0x9E, 0x9F}
 _WORKING = {BatteryState.CHARGING: P.MODE_CHARGE, BatteryState.DISCHARGING: P.MODE_DISCHARGE,
             BatteryState.IDLE: P.MODE_STANDBY, BatteryState.FAULT: 0x40, BatteryState.OFF: P.MODE_STANDBY}
+NATURE_OF = {cls: nature for nature, cls in CLASS_OF.items()}
+#: Signed properties: their "no data" value is 0x80.. rather than 0xFF.. .
+SIGNED = {(STORAGE_BATTERY, 0xD3), (SMART_METER, 0xE7)}
+#: Properties that stay true under the sentinel fault (the object's identity and maps).
+_IDENTITY = {0x80, 0x82, 0x8A, 0x9D, 0x9E, 0x9F}
 #: The meter serves its cumulative energy in 0.01 kWh (unit 0xE1 = 0x02), coefficient 1.
 METER_UNIT_CODE, METER_WH_PER_COUNT = 0x02, 10.0
 
@@ -129,6 +139,7 @@ class EchonetNode:
                                                                                  sorted({e[:2] for e in instances})),
         }, inf=frozenset({0x80, 0xD5}))
         self._soc_min = b.soc_min_pct
+        self._frozen: dict[Nature, HallState] = {}
         self._transport: asyncio.DatagramTransport | None = None
 
     # ------------------------------------------------------------------ objects
@@ -181,7 +192,8 @@ class EchonetNode:
     def _apply(self) -> None:
         setpoint = {P.MODE_CHARGE: -self._charge_w, P.MODE_DISCHARGE: self._discharge_w}.get(self._mode, 0)
         ph = self.physics
-        ph.set_setpoint(float(setpoint))
+        if not ph.register_faults.ignored_setpoints:
+            ph.set_setpoint(float(setpoint))
         ph.kick_heartbeat((ph.state.heartbeat + 1) % 0x10000)  # the controller is alive
 
     def _set_mode(self, edt: bytes) -> bool:
@@ -227,8 +239,19 @@ class EchonetNode:
                 answers.append(answer)
         return answers
 
-    def _answer(self, obj: _Object, req: Frame) -> bytes | None:
+    def _state_for(self, obj: _Object) -> HallState:
+        """The physics state this object shows: the current one, or the one it froze at."""
         state = self.physics.step()
+        nature = NATURE_OF.get(obj.eoj[:2])
+        if nature is None or nature not in self.physics.register_faults.frozen:
+            self._frozen.pop(nature, None)
+            return state
+        return self._frozen.setdefault(nature, state)
+
+    def _answer(self, obj: _Object, req: Frame) -> bytes | None:
+        state = self._state_for(obj)
+        faults = self.physics.register_faults
+        nature = NATURE_OF.get(obj.eoj[:2])
         refused_here = {epc for cls, epc in self.refused if cls == obj.eoj[:2]}
         if req.esv in (GET, INF_REQ):
             maps = obj.maps()
@@ -238,6 +261,9 @@ class EchonetNode:
                 value = maps.get(epc) if epc in maps else getter(state) if getter else b""
                 if epc in refused_here or not value:
                     value, ok = b"", False
+                elif nature in faults.sentinels and epc not in _IDENTITY:
+                    signed = (obj.eoj[:2], epc) in SIGNED
+                    value = b"\x80" + bytes(len(value) - 1) if signed else b"\xff" * len(value)
                 out.append((epc, value))
             esv = (GET_RES if req.esv == GET else INF) if ok else (GET_SNA if req.esv == GET else INF_SNA)
             return build_frame(req.tid, obj.eoj, req.seoj, esv, out)
@@ -245,7 +271,8 @@ class EchonetNode:
             out, ok, changed = [], True, False
             for epc, edt in req.props:
                 setter = obj.setters.get(epc)
-                if setter is not None and epc not in refused_here and setter(edt):
+                if setter is not None and epc not in refused_here and nature not in faults.refused_writes \
+                        and setter(edt):
                     out.append((epc, b""))
                     changed = True
                 else:

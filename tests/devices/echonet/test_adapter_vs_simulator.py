@@ -111,3 +111,31 @@ def test_transport_is_validated_like_the_others():
     with pytest.raises(ValidationError) as err:
         DeviceConfig.model_validate({**good, "map": "generic_battery"})
     assert "ECHONET Lite device takes no 'map'" in str(err.value)
+
+
+async def test_register_faults_apply_to_the_echonet_node(two_halls, clock):
+    sims, devices = two_halls
+    devs, physics = devices[0], sims[0].physics
+    faults = physics.register_faults
+    faults.refuse_writes("battery")
+    with pytest.raises(DeviceError) as err:
+        await devs["battery"].set_power_w(1000)
+    assert err.value.kind == "exception_response" and "SetC_SNA" in str(err.value)
+    faults.refuse_writes("battery", on=False)
+    faults.ignore_setpoints()
+    await devs["battery"].set_power_w(1000)  # taken and read back ...
+    assert physics.state.setpoint_w == 0.0  # ... but not followed
+    faults.ignore_setpoints(False)
+    faults.serve_sentinels("battery")
+    with pytest.raises(DeviceError) as err:
+        await devs["battery"].read()
+    assert err.value.kind == "implausible" and "no data" in str(err.value)
+    faults.serve_sentinels("battery", on=False)
+    faults.freeze("meter")
+    before = await devs["meter"].read()
+    clock.advance(600)
+    after = await devs["meter"].read()
+    assert (after.power_w, after.import_wh, after.export_wh) == (before.power_w, before.import_wh, before.export_wh)
+    assert physics.step().export_wh + physics.state.import_wh > before.import_wh + before.export_wh + 10  # it moved
+    faults.freeze("meter", on=False)
+    assert (await devs["meter"].read()).power_w == pytest.approx(sims[0].physics.step().grid_power_w, abs=1)
