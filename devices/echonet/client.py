@@ -185,6 +185,18 @@ class EchonetSocket:
             transport.close()
 
 
+class RefusedError(DeviceError):
+    """A Get_SNA / SetC_SNA: ``epcs`` were refused; ``values`` holds what the node did answer (Get)."""
+
+    def __init__(self, device_id: str, message: str, epcs: list[int], values: dict[int, bytes] | None = None):
+        super().__init__(device_id, "exception_response", message)
+        self.epcs = epcs
+        self.values = values or {}
+
+    def __reduce__(self):
+        return (type(self), (self.device_id, self.message, self.epcs, self.values))
+
+
 def _epcs(props: Iterable[tuple[int, bytes]] | Iterable[int]) -> str:
     codes = [p[0] if isinstance(p, tuple) else p for p in props]
     return ", ".join(f"0x{c:02X}" for c in codes)
@@ -199,9 +211,10 @@ async def get_properties(sock: EchonetSocket, host: str, port: int, deoj: EOJ, e
                          timeout_s: float, device_id: str) -> dict[int, bytes]:
     """Get ``epcs`` in one request: {epc: edt}.
 
-    A Get_SNA (0x52) raises DeviceError "exception_response" naming every
-    property the node answered without data; an answer from another object
-    or with another ESV raises "decode".
+    A Get_SNA (0x52) raises :class:`RefusedError` ("exception_response")
+    naming every property the node answered without data, with the values
+    it did give; an answer from another object or with another ESV raises
+    "decode".
     """
     frame = await sock.request(host, port, deoj, GET, [(e, b"") for e in epcs], timeout_s=timeout_s,
                                device_id=device_id)
@@ -209,7 +222,8 @@ async def get_properties(sock: EchonetSocket, host: str, port: int, deoj: EOJ, e
     values = {epc: edt for epc, edt in frame.props}
     if frame.esv == GET_SNA:
         refused = [epc for epc, edt in frame.props if not edt] or list(epcs)
-        raise DeviceError(device_id, "exception_response", _refused_text(deoj, refused, "read") + " (Get_SNA)")
+        raise RefusedError(device_id, _refused_text(deoj, refused, "read") + " (Get_SNA)", refused,
+                           {epc: edt for epc, edt in frame.props if edt})
     missing = [e for e in epcs if not values.get(e)]
     if missing:
         raise DeviceError(device_id, "decode", f"{eoj_text(deoj)}: Get_Res without {_epcs(missing)}")
@@ -227,7 +241,7 @@ async def set_properties(sock: EchonetSocket, host: str, port: int, deoj: EOJ, p
     _check_answer(frame, deoj, (SET_RES, SETC_SNA), device_id)
     if frame.esv == SETC_SNA:
         refused = [epc for epc, edt in frame.props if edt] or [p[0] for p in props]
-        raise DeviceError(device_id, "exception_response", _refused_text(deoj, refused, "set") + " (SetC_SNA)")
+        raise RefusedError(device_id, _refused_text(deoj, refused, "set") + " (SetC_SNA)", refused)
 
 
 def _check_answer(frame: Frame, deoj: EOJ, esvs: tuple[int, ...], device_id: str) -> None:

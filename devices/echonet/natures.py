@@ -23,12 +23,13 @@ is a "config" DeviceError naming it.  Every failure is a
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 from dataclasses import dataclass
 
 from devices.config import DeviceConfig, EchonetLiteTransport
 from devices.echonet import properties as P
-from devices.echonet.client import EchonetSocket, get_properties, set_properties
+from devices.echonet.client import EchonetSocket, RefusedError, get_properties, set_properties
 from devices.echonet.frame import (
     EOJ,
     EPC_FAULT,
@@ -46,6 +47,8 @@ from devices.echonet.frame import (
 from devices.errors import DeviceError
 from devices.natures import Clock, utc_now
 from devices.readings import BatteryReading, BatteryState, MeterReading, Nature, PVReading, Reading
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +82,7 @@ class EchonetDevice:
         self.clock = clock
         self.maps: PropertyMaps | None = None
         self.static: dict[int, bytes] = {}
+        self.refused_optional: set[int] = set()  # listed in 0x9F but refused (Get_SNA): not asked again
         self._discovery_lock = asyncio.Lock()
 
     @property
@@ -130,8 +134,19 @@ class EchonetDevice:
             raise DeviceError(self.id, "config", f"{self.where} does not list "
                               + ", ".join(f"0x{e:02X} ({P.epc_name(self.eoj, e)})" for e in missing)
                               + " in its get property map 0x9F")
-        epcs = list(required) + [e for e in optional if e in maps.get]
-        return await self._request_get(epcs) if epcs else {}
+        epcs = list(required) + [e for e in optional if e in maps.get and e not in self.refused_optional]
+        if not epcs:
+            return {}
+        try:
+            return await self._request_get(epcs)
+        except RefusedError as exc:
+            # Real nodes list properties they then refuse.  An optional one is dropped from later
+            # requests (logged once, here); a required one is the device's error, naming it.
+            if any(e in required for e in exc.epcs):
+                raise
+            self.refused_optional |= set(exc.epcs)
+            log.warning("%s: %s; not asked for again", self.id, exc.message)
+            return exc.values
 
     def _unsigned(self, values: dict[int, bytes], epc: int) -> int | None:
         return P.unsigned(values[epc]) if epc in values else None

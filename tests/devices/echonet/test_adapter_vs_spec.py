@@ -146,3 +146,13 @@ async def test_a_refused_rating_is_left_out_not_fatal(hand_battery):
     responder.refuse = {0xC9}  # listed in the get map, refused: the discharge limit reads as unknown
     r = await bat.read()
     assert r.max_discharge_w is None and r.max_charge_w == 3000.0 and r.capacity_wh == 9800.0
+
+
+async def test_listed_but_refused_optional_property_is_dropped(hand_battery, caplog):
+    responder, bat = hand_battery
+    responder.refuse = {0xE5}  # as real batteries do: in the get map, answered with Get_SNA
+    r = await bat.read()
+    assert r.soh_pct is None and r.soc_pct == pytest.approx(50.0) and r.power_w == -1200.0
+    assert "0xE5 (battery state of health)" in caplog.text
+    await bat.read()
+    assert 0xE5 not in [e for e, _ in responder.received[-1]["props"]]  # not asked for again
