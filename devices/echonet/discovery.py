@@ -2,9 +2,9 @@
 
 :func:`discover` asks each target (a node's address, or the multicast group
 224.0.23.0 on a real LAN) for the node profile's self-node instance list
-0xD6, then every listed object for its property maps 0x9D/0x9E/0x9F (and
-operation status 0x80).  An object that does not answer or refuses is listed
-with the problem, never dropped.  :func:`format_nodes` prints the result.
+0xD6, then every listed object for its property maps 0x9D/0x9E/0x9F.  An object that does not answer or refuses is listed
+with the problem, never dropped.  :func:`format_nodes` prints the result,
+with the fleet file entry of each battery, PV and meter object.
 """
 
 from __future__ import annotations
@@ -22,7 +22,10 @@ from devices.echonet.frame import (
     EPC_SET_MAP,
     GET,
     GET_RES,
+    HOME_SOLAR,
     NODE_PROFILE,
+    SMART_METER,
+    STORAGE_BATTERY,
     FrameError,
     decode_property_map,
     eoj_text,
@@ -96,6 +99,19 @@ async def discover(sock: EchonetSocket, targets: list[tuple[str, int]] | None = 
     return nodes
 
 
+#: Class -> the nature a fleet file gives such an object.
+_NATURES = {STORAGE_BATTERY: "battery", HOME_SOLAR: "pv", SMART_METER: "meter"}
+
+
+def config_line(node: NodeInfo, obj: ObjectInfo) -> str | None:
+    """The fleet file's device entry for ``obj`` (None for classes the project does not use)."""
+    nature = _NATURES.get(obj.eoj[:2])
+    if nature is None:
+        return None
+    return (f"{{id: {nature}, nature: {nature}, transport: {{kind: echonet_lite, host: {node.host}, "
+            f"port: {node.port}, instance: {obj.eoj[2]}}}}}")
+
+
 def _map_text(eoj: EOJ, epcs: frozenset[int]) -> str:
     return ", ".join(f"0x{e:02X} {P.epc_name(eoj, e)}" for e in sorted(epcs)) or "-"
 
@@ -111,6 +127,9 @@ def format_nodes(nodes: list[NodeInfo], verbose: bool = True) -> str:
         for obj in node.objects:
             lines.append(f"  {eoj_text(obj.eoj)}" + (f": {obj.problem}" if obj.problem else ""))
             if obj.problem is None:
+                entry = config_line(node, obj)
+                if entry:
+                    lines.append(f"    fleet file: - {entry}")
                 if verbose:
                     lines.append(f"    get (0x9F): {_map_text(obj.eoj, obj.get)}")
                     lines.append(f"    set (0x9E): {_map_text(obj.eoj, obj.set)}")

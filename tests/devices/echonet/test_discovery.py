@@ -39,6 +39,8 @@ async def test_discover_lists_objects_with_their_maps(node):
     text = format_nodes(nodes)
     assert "0x027D01 (storage battery)" in text and "0xDA operation mode setting" in text
     assert "no answer" in text
+    assert (f"fleet file: - {{id: battery, nature: battery, transport: {{kind: echonet_lite, host: 127.0.0.1, "
+            f"port: {node.port}, instance: 1}}}}") in text
 
 
 def test_cli_discover_echonet(capsys):
