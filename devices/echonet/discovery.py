@@ -2,8 +2,9 @@
 
 :func:`discover` asks each target (a node's address, or the multicast group
 224.0.23.0 on a real LAN) for the node profile's self-node instance list
-0xD6, then every listed object for its property maps 0x9D/0x9E/0x9F.  An object that does not answer or refuses is listed
-with the problem, never dropped.  :func:`format_nodes` prints the result,
+0xD6, then every listed object for its property maps 0x9D/0x9E/0x9F.  An
+object that does not answer or refuses is listed with the problem, never
+dropped.  :func:`format_nodes` prints the result,
 with the fleet file entry of each battery, PV and meter object.
 """
 
