@@ -81,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(p)
     p.set_defaults(func=_cmd_check_config)
 
-    p = sub.add_parser("simulate", help="serve every hall's simulated devices over Modbus TCP",
+    p = sub.add_parser("simulate", help="serve every hall's simulated devices over Modbus TCP and ECHONET Lite",
                        description="Serve the simulated battery, meter and PV inverter of every hall "
                                    "that has a 'simulator:' section, on 127.0.0.1 at its port.")
     _add_config(p)
