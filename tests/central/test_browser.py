@@ -183,6 +183,20 @@ def test_fleet_table_and_hall_detail_show_the_plans_inputs(browser, live, halls,
 
 
 JP = re.compile(r"[\u3040-\u30ff\u4e00-\u9fff]")
+AXE = Path(__file__).parent / "vendor" / "axe-core" / "axe.min.js"
+
+
+def axe_problems(driver, what: str) -> list[str]:
+    """Serious and critical accessibility violations axe-core (vendored, tests only) finds in the page."""
+    if not driver.execute_script("return !!window.axe"):
+        driver.execute_script(AXE.read_text(encoding="utf-8"))
+    result = driver.execute_async_script("""
+        const done = arguments[arguments.length - 1];
+        axe.run(document, {resultTypes: ['violations']}).then(r => done(r.violations.map(v =>
+            [v.impact, v.id, v.help, v.nodes.slice(0, 3).map(n => n.target.join(' ')).join(' | ')])),
+          e => done([['error', 'axe', String(e), '']]));""")
+    return [f"{what}: {impact} {rule}: {help_} ({nodes})" for impact, rule, help_, nodes in result
+            if impact in ("serious", "critical", "error")]
 
 
 def japanese_share(text: str) -> float:
@@ -209,18 +223,21 @@ def test_main_views_in_japanese_then_english(browser, live, shots):
     assert browser.execute_script("return document.documentElement.lang") == "ja"
     # Fleet: map with every hall, spread of hours, fleet charts, table; JST clock in Japanese style.
     wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#hall-map a.map-hall")) == 14, "14 halls on the map")
-    wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#chart-fleet-power svg"), "fleet power chart")
+    wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#chart-fleet-power canvas"), "fleet power chart (uPlot)")
     assert re.fullmatch(r"\d{4}/\d{2}/\d{2} \d{2}:\d{2}:\d{2} JST", browser.find_element(By.ID, "clock").text)
     assert sum(int(b) for b in texts(browser, "#hours-spread .spread-row b")) == 14
     views = {}
     views["fleet"] = labels(browser)
     browser.save_screenshot(str(shots / "ja-fleet.png"))
+    problems = axe_problems(browser, "fleet")
     # A hall on the map opens its detail page.
     browser.find_element(By.CSS_SELECTOR, '#hall-map a.map-hall[data-site="hall-01"]').click()
     wait(browser, lambda d: "湖山公民館" in d.find_element(By.ID, "site-head").text, "hall detail from the map")
     wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, ".chart h3")) == 4, "hall charts")
+    wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#chart-soc canvas"), "the SoC chart drawn")
     views["site"] = labels(browser)
     browser.save_screenshot(str(shots / "ja-site.png"))
+    problems += axe_problems(browser, "site")
     for name, ready in (("money", "#money-fleet table, #money-fleet p"), ("alarms", "#view .panel h1"),
                         ("disaster", "#disaster-live tr td.outlook"), ("audit", "#audit-body tr"),
                         ("vpp", "#vpp-form")):
@@ -228,6 +245,7 @@ def test_main_views_in_japanese_then_english(browser, live, shots):
         wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, ready), f"the {name} view")
         views[name] = labels(browser)
         browser.save_screenshot(str(shots / f"ja-{name}.png"))
+        problems += axe_problems(browser, name)
     # A time typed the US way is refused by the page in Japanese, never sent as garbage.
     start = browser.find_element(By.ID, "vpp-start")
     start.clear()
@@ -239,6 +257,7 @@ def test_main_views_in_japanese_then_english(browser, live, shots):
     browser.save_screenshot(str(shots / "ja-vpp-error.png"))
     for name, text in views.items():
         assert japanese_share(text) > 0.5, (name, japanese_share(text), text[:300])
+    assert problems == [], "\n".join(problems)
     # An API error (unknown hall) is a translated message, not a raw status.
     browser.execute_script("location.hash = '#/site/no-such-hall'")
     wait(browser, lambda d: "no-such-hall" in d.find_element(By.ID, "hist-note").text, "history error")
@@ -265,5 +284,13 @@ def test_public_page_at_phone_width(browser, live, shots):
         assert width[0] <= width[1], f"page wider than the phone: {width}"
         assert japanese_share(browser.find_element(By.TAG_NAME, "body").text) > 0.5
         browser.save_screenshot(str(shots / "ja-public-phone.png"))
+        problems = axe_problems(browser, "public (390 px)")
+        browser.delete_all_cookies()
+        browser.set_window_size(1280, 800)
+        browser.get(server.url + "/")
+        wait(browser, lambda d: d.find_element(By.ID, "login-username").is_displayed(), "login form")
+        browser.save_screenshot(str(shots / "ja-login.png"))
+        problems += axe_problems(browser, "login")
+        assert problems == [], "\n".join(problems)
     finally:
         browser.set_window_size(1440, 1200)
