@@ -197,6 +197,17 @@ class RefusedError(DeviceError):
         return (type(self), (self.device_id, self.message, self.epcs, self.values))
 
 
+class ShortAnswerError(DeviceError):
+    """A Get_Res with fewer properties than asked (nodes that cap the OPC of a frame): ``values`` it did give."""
+
+    def __init__(self, device_id: str, message: str, values: dict[int, bytes]):
+        super().__init__(device_id, "decode", message)
+        self.values = values
+
+    def __reduce__(self):
+        return (type(self), (self.device_id, self.message, self.values))
+
+
 def _epcs(props: Iterable[tuple[int, bytes]] | Iterable[int]) -> str:
     codes = [p[0] if isinstance(p, tuple) else p for p in props]
     return ", ".join(f"0x{c:02X}" for c in codes)
@@ -226,7 +237,10 @@ async def get_properties(sock: EchonetSocket, host: str, port: int, deoj: EOJ, e
                            {epc: edt for epc, edt in frame.props if edt})
     missing = [e for e in epcs if not values.get(e)]
     if missing:
-        raise DeviceError(device_id, "decode", f"{eoj_text(deoj)}: Get_Res without {_epcs(missing)}")
+        message = f"{eoj_text(deoj)}: Get_Res without {_epcs(missing)}"
+        if 0 < len(frame.props) < len(epcs) and [e for e, _ in frame.props] == list(epcs[:len(frame.props)]):
+            raise ShortAnswerError(device_id, message + f" (answered the first {len(frame.props)})", values)
+        raise DeviceError(device_id, "decode", message)
     return values
 
 

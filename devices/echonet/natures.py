@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 from devices.config import DeviceConfig, EchonetLiteTransport
 from devices.echonet import properties as P
-from devices.echonet.client import EchonetSocket, RefusedError, get_properties, set_properties
+from devices.echonet.client import EchonetSocket, RefusedError, ShortAnswerError, get_properties, set_properties
 from devices.echonet.frame import (
     EOJ,
     EPC_FAULT,
@@ -82,6 +82,7 @@ class EchonetDevice:
         self.clock = clock
         self.maps: PropertyMaps | None = None
         self.static: dict[int, bytes] = {}
+        self.max_opc: int | None = None  # most properties the node answers per Get (None: no limit seen)
         self.refused_optional: set[int] = set()  # listed in 0x9F but refused (Get_SNA): not asked again
         self._discovery_lock = asyncio.Lock()
 
@@ -123,8 +124,23 @@ class EchonetDevice:
         return values
 
     async def _request_get(self, epcs: list[int]) -> dict[int, bytes]:
-        return await get_properties(self.socket, self.host, self.port, self.eoj, epcs,
-                                    timeout_s=self.config.timeout_s, device_id=self.id)
+        """Get ``epcs``, in chunks of ``max_opc`` once the node has shown it answers no more per frame."""
+        values: dict[int, bytes] = {}
+        todo = list(epcs)
+        while todo:
+            chunk = todo[: self.max_opc] if self.max_opc else todo
+            try:
+                values.update(await get_properties(self.socket, self.host, self.port, self.eoj, chunk,
+                                                   timeout_s=self.config.timeout_s, device_id=self.id))
+            except ShortAnswerError as exc:
+                # Some nodes answer only the first n properties of a request (pychonet knows this as
+                # EchonetMaxOpcError): remember n and ask for the rest in further requests.
+                self.max_opc = len(exc.values)
+                log.info("%s: %s; asking at most %d properties per request", self.id, exc.message, self.max_opc)
+                values.update(exc.values)
+                chunk = chunk[: self.max_opc]
+            todo = todo[len(chunk):]
+        return values
 
     async def get(self, required: tuple[int, ...], optional: tuple[int, ...] = ()) -> dict[int, bytes]:
         """Get ``required`` and those ``optional`` properties the get map lists, in one request."""

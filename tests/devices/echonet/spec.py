@@ -53,7 +53,8 @@ def map_epcs(edt: bytes) -> set[int]:
 class Responder(asyncio.DatagramProtocol):
     """A hand-built ECHONET Lite node for one object: answers Get and SetC from ``values``.
 
-    ``get``/``set`` are its property maps; ``refuse`` EPCs it lists but refuses;
+    ``get``/``set`` are its property maps; ``refuse`` EPCs it lists but refuses; ``max_opc`` caps the
+    properties it answers per Get;
     ``silent`` drops every request; ``received`` keeps every request (unframed).
     """
 
@@ -61,6 +62,7 @@ class Responder(asyncio.DatagramProtocol):
                  on_set: Callable[[int, bytes], None] | None = None):
         self.eoj, self.values, self.get, self.set = eoj, values, get | {0x9D, 0x9E, 0x9F}, set_
         self.refuse: set[int] = set()
+        self.max_opc: int | None = None  # answer only the first n properties of a Get (some nodes do)
         self.silent = False
         self.received: list[dict] = []
         self.on_set = on_set
@@ -76,7 +78,7 @@ class Responder(asyncio.DatagramProtocol):
         maps = {0x9D: map_edt({0x80}), 0x9E: map_edt(self.set), 0x9F: map_edt(self.get)}
         out, ok = [], True
         if req["esv"] == 0x62:
-            for epc, _ in req["props"]:
+            for epc, _ in req["props"][: self.max_opc]:
                 edt = maps.get(epc, self.values.get(epc, b"")) if epc in self.get and epc not in self.refuse else b""
                 ok &= bool(edt)
                 out.append((epc, edt))

@@ -156,3 +156,15 @@ async def test_listed_but_refused_optional_property_is_dropped(hand_battery, cap
     assert "0xE5 (battery state of health)" in caplog.text
     await bat.read()
     assert 0xE5 not in [e for e, _ in responder.received[-1]["props"]]  # not asked for again
+
+
+async def test_node_that_answers_only_a_few_properties_per_frame(hand_battery):
+    responder, bat = hand_battery
+    responder.max_opc = 3
+    r = await bat.read()
+    assert r.soc_pct == pytest.approx(50.0) and r.soh_pct == 97.0 and r.max_discharge_w == 2500.0
+    assert bat.max_opc == 3
+    start = len(responder.received)
+    await bat.read()
+    assert all(len(req["props"]) <= 3 for req in responder.received[start:])
+    assert len(responder.received) - start == 3  # 8 listed properties in requests of 3, 3, 2
