@@ -40,7 +40,13 @@ CREATE TABLE IF NOT EXISTS users (
     created_at    TEXT NOT NULL,
     password_changed_at TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS user_prefs (
+    username TEXT PRIMARY KEY REFERENCES users (username) ON DELETE CASCADE,
+    language TEXT
+);
 """
+#: Languages of the dashboard (ems/central/static/i18n/<language>.json).
+LANGUAGES = ("ja", "en")
 
 
 class UserError(ValueError):
@@ -206,6 +212,21 @@ class UserStore(SqliteStore):
         with self._lock:
             self._conn.execute("UPDATE users SET password_hash = ?, password_changed_at = ? WHERE username = ?",
                                (pw_hash, now, username))
+
+    def language(self, username: str) -> str | None:
+        """The dashboard language the user chose (``ja`` / ``en``), or None if never chosen."""
+        with self._lock:
+            row = self._conn.execute("SELECT language FROM user_prefs WHERE username = ?", (username,)).fetchone()
+        return row[0] if row and row[0] in LANGUAGES else None
+
+    def set_language(self, username: str, language: str) -> None:
+        """Remember the dashboard language of ``username``; UserError for a language we do not have."""
+        if language not in LANGUAGES:
+            raise UserError(f"language must be one of {', '.join(LANGUAGES)}")
+        self._require(username)
+        with self._lock:
+            self._conn.execute("INSERT INTO user_prefs (username, language) VALUES (?, ?) "
+                               "ON CONFLICT (username) DO UPDATE SET language = excluded.language", (username, language))
 
     def set_roles(self, username: str, roles: Iterable[Role | str] | str) -> User:
         """Replace the roles; refuses to take admin from the last enabled admin."""

@@ -262,14 +262,17 @@ def test_main_views_in_japanese_then_english(browser, live, shots):
     browser.execute_script("location.hash = '#/site/no-such-hall'")
     wait(browser, lambda d: "no-such-hall" in d.find_element(By.ID, "hist-note").text, "history error")
     assert "見つかりません" in browser.find_element(By.ID, "hist-note").text
-    # English on request, remembered after a reload; then back to Japanese for the next tests.
+    # English on request, remembered with the account (not only in this browser); then back to Japanese.
     browser.find_element(By.ID, "lang-switch").click()
     wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, 'a[data-nav="fleet"]').text == "Fleet", "English nav")
+    wait(browser, lambda d: env.service.security.users.language("ada") == "en", "language kept with the account")
+    browser.execute_script("localStorage.clear()")  # another browser: the account remembers
     browser.refresh()
     wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, 'a[data-nav="alarms"]').text.startswith("Alarms"), "English after reload")
     assert browser.find_element(By.ID, "lang-switch").text == "日本語"
     browser.find_element(By.ID, "lang-switch").click()
     wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, 'a[data-nav="fleet"]').text == "全体", "Japanese again")
+    wait(browser, lambda d: env.service.security.users.language("ada") == "ja", "Japanese kept with the account")
 
 
 def test_public_page_at_phone_width(browser, live, shots):

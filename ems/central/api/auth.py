@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from typing import Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.concurrency import run_in_threadpool
@@ -107,6 +108,22 @@ def me(request: Request, principal: Principal = Depends(current_principal)) -> d
     out = principal.to_dict()
     if principal.session is not None:
         out["csrf_token"] = principal.session.csrf_token
-    user = service_of(request).security.users.get(principal.username)
+    users = service_of(request).security.users
+    user = users.get(principal.username)
     out["display_name"] = user.display_name if user else ""
+    out["language"] = users.language(principal.username) if user else None
     return out
+
+
+class LanguageRequest(BaseModel):
+    language: Literal["ja", "en"] = Field(description="the dashboard language: ja (日本語) or en (English)")
+
+
+@router.put("/me/language", summary="Remember the dashboard language of the logged-in user (ja or en)",
+            responses=errors(401, 403))
+def set_language(body: LanguageRequest, request: Request, principal: Principal = Depends(current_principal)) -> dict:
+    users = service_of(request).security.users
+    if users.get(principal.username) is None:  # an API token of a removed user: nothing to remember it on
+        raise HTTPException(403, "no user account to remember the language on")
+    users.set_language(principal.username, body.language)
+    return {"language": body.language}

@@ -139,8 +139,10 @@ function showLogin() {
   $("#banners").replaceChildren();
 }
 
-function loggedIn(me) {
+async function loggedIn(me) {
   S.me = me; S.csrf = me.csrf_token || S.csrf;
+  // The language this user chose last time, on any browser (kept with the account on the server).
+  if (me.language && me.language !== I18N.lang) { await I18N.set(me.language); langLabel(); }
   $("#login").classList.add("hidden");
   $("#nav").classList.remove("hidden");
   $("#who").classList.remove("hidden");
@@ -157,6 +159,11 @@ function showWho() {
   $("#who-roles").textContent = "(" + S.me.roles.map(roleName).join(", ") + ")";
 }
 
+function langLabel() {
+  const sw = $("#lang-switch"), other = I18N.lang === "ja" ? "en" : "ja";
+  sw.textContent = t("lang.switch_to_" + other); sw.lang = other;
+}
+
 function wireLogin() {
   $("#login-form").addEventListener("submit", async ev => {
     ev.preventDefault();
@@ -171,11 +178,11 @@ function wireLogin() {
   });
   $("#logout").addEventListener("click", async () => { try { await api("POST", "/api/logout"); } catch (e) { /* gone anyway */ } showLogin(); });
   const sw = $("#lang-switch");
-  const label = () => { const other = I18N.lang === "ja" ? "en" : "ja"; sw.textContent = t("lang.switch_to_" + other); sw.lang = other; };
-  label();
+  langLabel();
   sw.addEventListener("click", async () => {
     await I18N.set(I18N.lang === "ja" ? "en" : "ja");
-    label(); showWho();
+    langLabel(); showWho();
+    if (S.me) { S.me.language = I18N.lang; api("PUT", "/api/me/language", { language: I18N.lang }).catch(() => { /* kept in this browser */ }); }
     if (S.fleet) renderBanners();
     if (S.me) route();
   });
@@ -452,7 +459,7 @@ function alarmTable(list, reload) {
   return h("table", { id: "alarm-table" }, h("thead", {}, h("tr", {}, ["alarms.severity", "col.hall", "alarms.code", "alarms.message", "alarms.raised", "alarms.cleared", "alarms.acked", "alarms.action"].map(k => h("th", {}, t(k))))),
     h("tbody", {}, list.map(a => h("tr", { dataset: { alarm: a.id } },
       h("td", {}, h("span", { class: "sev " + a.severity }, sevName(a.severity))),
-      h("td", {}, names[a.site] || a.site), h("td", {}, a.code), h("td", {}, a.message),
+      h("td", {}, names[a.site] || a.site), h("td", {}, I18N.has("alarm." + a.code) ? [t("alarm." + a.code), h("div", { class: "muted small" }, a.code)] : a.code), h("td", {}, a.message),
       h("td", { class: "small" }, jst(a.raised_at)), h("td", { class: "small" }, a.active ? h("b", {}, t("alarms.active_now")) : jst(a.cleared_at)),
       h("td", { class: "small" }, a.acked_by ? `${a.acked_by} ${jst(a.acked_at)}${a.ack_note ? " — " + a.ack_note : ""}` : "—"),
       h("td", {}, !a.acked_by && can("ack_alarm") ? h("button", { class: "ack-alarm", onclick: async () => {
