@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -211,12 +212,23 @@ def labels(driver) -> str:
                                   "#view .legend, #view .tile .k, #nav a"))
 
 
-def test_main_views_in_japanese_then_english(browser, live, shots):
+def test_main_views_in_japanese_then_english(browser, live, halls, shots):
     """An admin walks every view in Japanese (a screenshot of each), sees Japanese dates, a translated
     error, switches to English (remembered after a reload) and back."""
+    from datetime import datetime, timedelta, timezone
+
     from selenium.webdriver.common.by import By
 
     env, server = live
+    # hall-01 publishes a plan with the prices it used, as a gateway does; its states go on as before.
+    hall = halls["hall-01"]
+    slot0 = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
+    hall.edge.publish_plan({"slots": [{"time": (slot0 + timedelta(minutes=30 * k)).isoformat(), "charge_w": 500.0,
+                                       "discharge_w": 0.0, "soc_pct": 60.0, "price_jpy_per_kwh": 24.5,
+                                       "price_sell_jpy_per_kwh": 9.5} for k in range(6)]})
+    for _ in range(2):  # two states a moment apart: measured energy under a priced slot
+        hall.edge.publish_state(hall.state())
+        time.sleep(1.2)
     browser.set_window_size(1280, 800)
     login(browser, server, env, "ada")
     assert browser.find_element(By.ID, "lang-switch").text == "English"
@@ -238,7 +250,8 @@ def test_main_views_in_japanese_then_english(browser, live, shots):
     views["site"] = labels(browser)
     browser.save_screenshot(str(shots / "ja-site.png"))
     problems += axe_problems(browser, "site")
-    for name, ready in (("money", "#money-fleet table, #money-fleet p"), ("alarms", "#view .panel h1"),
+    wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#chart-price canvas"), "the price chart drawn")
+    for name, ready in (("money", '#money-halls-table tr[data-site="hall-01"]'), ("alarms", "#view .panel h1"),
                         ("disaster", "#disaster-live tr td.outlook"), ("audit", "#audit-body tr"),
                         ("vpp", "#vpp-form")):
         browser.execute_script("location.hash = arguments[0]", "#/" + name)
@@ -246,6 +259,12 @@ def test_main_views_in_japanese_then_english(browser, live, shots):
         views[name] = labels(browser)
         browser.save_screenshot(str(shots / f"ja-{name}.png"))
         problems += axe_problems(browser, name)
+        if name == "money":
+            money = texts(browser, '#money-halls-table tr[data-site="hall-01"]')[0]
+            priced_share = texts(browser, "#money-fleet-table tbody tr td:last-child")[-1]
+    # hall-01's energy is priced (1 hall of 14: about 7 % of the fleet's measured time), yen as 円
+    assert "湖山公民館" in money and "円" in money and "-0 円" not in money, money
+    assert re.fullmatch(r"\d+ %", priced_share) and priced_share != "0 %", priced_share
     # A time typed the US way is refused by the page in Japanese, never sent as garbage.
     start = browser.find_element(By.ID, "vpp-start")
     start.clear()

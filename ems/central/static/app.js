@@ -675,7 +675,15 @@ VIEWS.vpp = box => {
     return { power_kw: parseFloat(power.value), start: s ? s.toISOString() : start.value,
       end: s ? new Date(s.getTime() + dur.value * 60e3).toISOString() : start.value, reason: reason.value };
   };
+  /** A start the page cannot read is named at the field, not sent. */
+  function startOk() {
+    if (I18N.parseJst(start.value)) return true;
+    clearErrors(form);
+    form.querySelector('.field-error[data-for="start"]').textContent = t("err.field.start");
+    return false;
+  }
   async function preview() {
+    if (!startOk()) { out.replaceChildren(); $("#vpp-send").disabled = true; return; }
     try {
       const p = await api("POST", "/api/vpp/preview", body());
       clearErrors(form);
@@ -683,6 +691,7 @@ VIEWS.vpp = box => {
     } catch (e) { showFieldErrors(form, e); out.replaceChildren(); $("#vpp-send").disabled = true; }
   }
   async function send() {
+    if (!startOk()) return;
     const b = body();
     if (!await modal(t("vpp.send_confirm_title"), h("p", {}, t("vpp.send_confirm_text", { kw: I18N.num(b.power_kw, 1), start: I18N.dateTime(b.start), min: dur.value })), t("vpp.send"))) return;
     try { const op = await api("POST", "/api/vpp/dispatch", b); clearErrors(form); watch.set(op.id); }

@@ -72,7 +72,12 @@ const I18N = (() => {
     nf[d] = nf[d] || new Intl.NumberFormat("ja-JP", { minimumFractionDigits: d, maximumFractionDigits: d });
     return nf[d].format(v);
   }
-  const yen = v => (v === null || v === undefined) ? "—" : (lang === "ja" ? num(v, 0) + " 円" : "¥" + num(v, 0));
+  /** Whole yen ("1,234 円" / "¥1,234"); a loss of less than half a yen is 0, not "-0". */
+  const yen = v => {
+    if (v === null || v === undefined) return "—";
+    const r = Math.round(v) || 0;
+    return lang === "ja" ? num(r, 0) + " 円" : (r < 0 ? "−¥" + num(-r, 0) : "¥" + num(r, 0));
+  };
 
   const parts = (ms, withSeconds) => {
     const p = {};
