@@ -31,6 +31,8 @@ AUDIT_KEY = "secrets/audit.key"
 #: The audit head log, in the central service's state folder (the only place its unit may write).
 AUDIT_HEAD_LOG = "audit-head.log"
 JMA_FEED = "https://www.data.jma.go.jp/developer/xml/feed/extra.xml"
+#: JMA's earthquake and volcano feed: seismic-intensity (VXSE51/53) and tsunami (VTSE41) telegrams.
+JMA_EQVOL_FEED = "https://www.data.jma.go.jp/developer/xml/feed/eqvol.xml"
 CENTRAL_PORT = 8080
 
 
@@ -90,8 +92,12 @@ history:                          # charts from InfluxDB, where the gateways wri
 {auth}"""
     else:
         history = "history:\n  backend: local                  # no InfluxDB: SQLite fed from the MQTT state messages\n"
-    jma = (f"jma:\n  enabled: true\n  source: {q(JMA_FEED)}\n  poll_s: 60\n"
-           "  kinds: [storm, heavy_rain, storm_surge, typhoon]\n") if opts.jma else "jma:\n  enabled: false\n"
+    jma = (f"jma:\n  enabled: true\n  source: {q(JMA_FEED)}\n  extra_sources: [{q(JMA_EQVOL_FEED)}]\n  poll_s: 60\n"
+           "  kinds: [storm, heavy_rain, storm_surge, landslide, typhoon]\n"
+           "  typhoon: {lead_h: 24, action: switch}\n"
+           "  earthquake: {enabled: true, min_intensity: 5弱, action: switch}\n"
+           "  tsunami: {grades: [warning, major_warning], action: switch, lower_action: suggest}\n"
+           ) if opts.jma else "jma:\n  enabled: false\n"
     if opts.jepx_csv:
         market = (f"market:                           # day-ahead prices for every gateway, from JEPX spot CSV files\n"
                   f"  source: jepx_csv\n  path: {q(opts.jepx_csv)}   # a file or a folder; read again when it changes\n")

@@ -86,6 +86,9 @@ def test_central_file_loads_with_the_real_loader(deployment: Deployment):
     assert cfg.history.username == "central"
     assert cfg.history.secret(cfg.base_dir) == deployment.secret("central", "secrets", "influx.password")
     assert cfg.jma.enabled
+    # Warnings and typhoons from the extra feed, earthquakes and tsunamis from eqvol (issue 12).
+    assert cfg.jma.source.endswith("/extra.xml") and [s.rsplit("/", 1)[1] for s in cfg.jma.extra_sources] == ["eqvol.xml"]
+    assert cfg.jma.earthquake.enabled and cfg.jma.earthquake.min_intensity == "5弱" and "landslide" in cfg.jma.kinds
 
 
 def test_central_audit_log_is_signed_with_a_key_outside_the_state_folder(deployment: Deployment, tmp_path):
