@@ -33,14 +33,19 @@ def _num(v: Any) -> float | None:
 
 
 def reserve_outlook(row: dict[str, Any], charge_efficiency: float, now: datetime,
-                    horizon: timedelta = HORIZON) -> dict[str, Any]:
+                    horizon: timedelta = HORIZON, typhoon_at: datetime | None = None) -> dict[str, Any]:
     """``reserve_status``: reached | charging | too_slow | not_charging | unknown; ``reserve_at``
-    (ISO, when charging), ``horizon_until`` (ISO), ``power_until`` (ISO, islanded halls only).
+    (ISO, when charging), ``horizon_until`` (ISO: the time it cannot reach the reserve before),
+    ``deadline``: ``typhoon`` when that time is the forecast arrival of a typhoon's storm-force wind
+    (``typhoon_at``, from the JMA trigger) else ``horizon``; ``power_until`` (ISO, islanded halls only).
 
     ``row``: a fleet row (hours_left [h], h_disaster [h], battery_w [W] + discharging, critical_w [W],
     mode, grid_ok, online, stale)."""
-    out: dict[str, Any] = {"reserve_status": "unknown", "reserve_at": None,
-                           "horizon_until": (now + horizon).isoformat(), "power_until": None}
+    until, deadline = now + horizon, "horizon"
+    if typhoon_at is not None and now < typhoon_at < until:
+        until, deadline = typhoon_at, "typhoon"
+    out: dict[str, Any] = {"reserve_status": "unknown", "reserve_at": None, "horizon_until": until.isoformat(),
+                           "deadline": deadline, "power_until": None}
     hours, need = _num(row.get("hours_left")), _num(row.get("h_disaster"))
     battery, critical = _num(row.get("battery_w")), _num(row.get("critical_w"))
     if hours is None or need is None or row.get("online") is False or row.get("stale"):
@@ -56,7 +61,7 @@ def reserve_outlook(row: dict[str, Any], charge_efficiency: float, now: datetime
         return out
     missing_wh = (need - hours) * critical
     eta = now + timedelta(hours=missing_wh / (-battery * charge_efficiency))
-    if eta > now + horizon:
+    if eta > until:
         out["reserve_status"] = "too_slow"
     else:
         out["reserve_status"], out["reserve_at"] = "charging", eta.isoformat()

@@ -311,8 +311,18 @@ class CentralService:
             "inputs": inputs_of(state),
             "lat": site.lat, "lon": site.lon,
         }
-        row["outlook"] = reserve_outlook(row, site.battery.charge_efficiency, now)
+        row["outlook"] = reserve_outlook(row, site.battery.charge_efficiency, now,
+                                         typhoon_at=self._typhoon_arrival(site.id))
         return row
+
+    def _typhoon_arrival(self, site_id: str) -> datetime | None:
+        """When the JMA forecasts a typhoon's storm-force wind at the hall (UTC), or None."""
+        trigger = self.jma_status.trigger
+        arrival = (trigger.typhoon_arrivals().get(site_id) or {}).get("arrival") if trigger is not None else None
+        try:
+            return datetime.fromisoformat(arrival) if isinstance(arrival, str) else None
+        except ValueError:
+            return None
 
     def fleet_rows(self, area: str | None = None) -> list[dict[str, Any]]:
         """Every hall (optionally of one area code), in fleet file order."""

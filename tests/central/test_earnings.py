@@ -151,3 +151,24 @@ def test_fleet_series_leaves_out_buckets_only_some_halls_reported(hist):
     fill(hist, "s2", T0 + timedelta(minutes=5), 300, grid_w=1000.0, battery_w=0.0)
     d = fleet_series(hist, [("s1", 10000.0), ("s2", 10000.0)], T0, T0 + timedelta(minutes=10))
     assert d["series"]["grid_w"] and {v for _, v in d["series"]["grid_w"]} == {2000.0}
+
+
+def test_reserve_outlook_against_a_typhoon():
+    now = T0
+    # 2.5 h to the reserve; the typhoon's storm-force wind in 2 h: cannot reach before it
+    o = reserve_outlook(row(), 0.96, now, typhoon_at=now + timedelta(hours=2))
+    assert o["reserve_status"] == "too_slow" and o["deadline"] == "typhoon"
+    assert o["horizon_until"] == (now + timedelta(hours=2)).isoformat()
+    o = reserve_outlook(row(), 0.96, now, typhoon_at=now + timedelta(hours=3))
+    assert o["reserve_status"] == "charging" and o["deadline"] == "typhoon"
+    assert reserve_outlook(row(), 0.96, now, typhoon_at=now - timedelta(hours=1))["deadline"] == "horizon"
+
+
+def test_fleet_rows_use_the_jma_typhoon_arrival(env):
+    class Trigger:  # the one method of ems.central.jma.trigger.WarningTrigger the outlook reads
+        def typhoon_arrivals(self):
+            return {"hall-01": {"arrival": (env.service.clock() + timedelta(minutes=30)).isoformat()}}
+
+    env.service.jma_status.trigger = Trigger()
+    rows = {r["site"]: r["outlook"] for r in env.service.fleet_rows()}
+    assert rows["hall-01"]["deadline"] == "typhoon" and rows["hall-02"]["deadline"] == "horizon"

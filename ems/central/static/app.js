@@ -567,7 +567,7 @@ function outlookCell(r) {
   switch (o.reserve_status) {
     case "reached": return cell("reached", t("disaster.reached"));
     case "charging": return cell("charging", t("disaster.reach_at", { time: I18N.dateTime(o.reserve_at) }));
-    case "too_slow": return cell("short", t("disaster.cannot_reach_before", { time: I18N.dateTime(o.horizon_until) }));
+    case "too_slow": return cell("short", t(o.deadline === "typhoon" ? "disaster.cannot_reach_before_typhoon" : "disaster.cannot_reach_before", { time: I18N.dateTime(o.horizon_until) }));
     case "not_charging": return cell("short", t("disaster.not_charging"));
     default: return cell("", "—");
   }
