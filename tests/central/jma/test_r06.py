@@ -144,3 +144,15 @@ def test_delivered_telegrams(halls):
     wind = rep("real_vpww58_wind_cancellation.xml")
     rumoi = next(i for i in wind.items if i.area_code == "0121200")
     assert [(k.name, k.status, k.cancelled) for k in rumoi.kinds] == [("強風注意報", "解除", True)]
+
+
+def test_storm_surge_telegram_with_its_coast_tier(halls):
+    """JMA's VPWW57 sample (京都地方気象台): 舞鶴市 レベル４高潮危険警報; a 高潮予報区間 tier and a placeholder
+    code (26xxxx) in Head that must not cost the telegram."""
+    r = rep("jma_15_16_02_250630_VPWW57.xml")
+    assert r.scope == {"storm_surge"} and r.skipped == []
+    maizuru = halls[0].model_copy(update={"id": "maizuru", "area_code": "2620200"})
+    kyoto = halls[0].model_copy(update={"id": "kyoto", "area_code": "2610000"})
+    actions = WarningTrigger([maizuru, kyoto]).evaluate(r)
+    assert switched(actions) == {"maizuru"} and "レベル４高潮危険警報" in actions[0].reason
+    assert switched(WarningTrigger([maizuru], min_level=5).evaluate(r)) == set()

@@ -152,3 +152,25 @@ def test_tsunami_drill_and_delivered(fleet_sites):
     real = rep("real_20231009074440_07748424_VTSE41.xml")
     assert {i.area_name for i in real.tsunami if i.grade == "advisory"} >= {"伊豆諸島", "小笠原諸島"}
     assert WarningTrigger(fleet_sites).evaluate(real) == []  # nothing for 鳥取県
+
+
+def test_tsunami_advisory_then_lifted_jma_sequence(fleet_sites):
+    """JMA's sample pair of 2015-11-14 (薩摩半島西方沖): 津波注意報 for 種子島・屋久島地方 (771), then 解除."""
+    tanegashima = fleet_sites[0].model_copy(update={"id": "tanegashima", "tsunami_area_code": "771"})
+    t = WarningTrigger([tanegashima], tsunami_grades=["advisory", "warning", "major_warning"])
+    assert by_kind(t.evaluate(rep("jma_38-39_02_01_250206_VTSE41.xml")), SwitchToDisaster) == {"tanegashima"}
+    lifted = t.evaluate(rep("jma_38-39_02_04_250206_VTSE41.xml"))
+    assert by_kind(lifted, SuggestReturn) == {"tanegashima"} and "津波注意報解除" in lifted[0].reason
+    # With the defaults the advisory only suggests, and the lifting then has nothing to release.
+    t = WarningTrigger([tanegashima])
+    assert by_kind(t.evaluate(rep("jma_38-39_02_01_250206_VTSE41.xml")), SuggestDisaster) == {"tanegashima"}
+    assert t.evaluate(rep("jma_38-39_02_04_250206_VTSE41.xml")) == []
+
+
+def test_delivered_shindo_sokuho(fleet_sites):
+    """震度速報 as JMA delivered it on 2021-02-19: 岩手県内陸北部 (212) 震度４, no cities."""
+    r = rep("real_20210219091253_0_VXSE51_010000.xml")
+    assert [(p.code, p.level, p.max_int) for p in r.earthquake.places] == [("212", "area", "4")]
+    hall = fleet_sites[0].model_copy(update={"id": "iwate", "area_code": "0321300", "seismic_area_code": "212"})
+    assert WarningTrigger([hall]).evaluate(r) == []  # 4 < 5弱
+    assert by_kind(WarningTrigger([hall], quake_min_intensity="4").evaluate(r), SwitchToDisaster) == {"iwate"}

@@ -88,3 +88,12 @@ def test_drill_typhoon_switches_nothing(halls):
     drill = sample(TYPHOON).replace("<Status>通常</Status>".encode(), "<Status>訓練</Status>".encode())
     t = WarningTrigger(halls)
     assert t.evaluate(rep(data=drill)) == [] and t.typhoon_arrivals() == {}
+
+
+def test_a_tropical_depression_has_no_storm_area(halls):
+    """JMA's VPTW60 sample of a 熱帯低気圧(TD): positions but no storm area, so nothing can be reached."""
+    r = rep("jma_10_05_01_200826_VPTW60.xml")
+    assert r.typhoon.typhoon_class.startswith("熱帯低気圧") and len(r.typhoon.positions) == 7
+    assert all(p.storm_circle is None for p in r.typhoon.positions)
+    t = WarningTrigger(halls, typhoon_lead_h=120)
+    assert t.evaluate(r) == [] and t.typhoon_arrivals() == {}
