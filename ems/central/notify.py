@@ -329,6 +329,7 @@ class Notifier:
                 log.warning("notification %s %s: %s", event.kind, event.site, exc)
         if ok:
             self.status["sent"] += 1
+            self.status["last_error"] = None  # every channel works again
         return ok
 
     async def check_once(self, service) -> int:

@@ -156,3 +156,17 @@ def test_bad_notify_config_is_refused_naming_the_field(tmp_path, notify, problem
     with pytest.raises(ConfigError) as exc:
         load_central_config(write(tmp_path, notify))
     assert problem in str(exc.value)
+
+
+def test_the_dashboard_hears_of_failing_notifications(api, env, tmp_path):
+    spec = NotifySpec(webhook=WebhookSpec(url=f"http://127.0.0.1:{free_port()}/nobody", timeout_s=2))
+    env.service.notifier = Notifier(spec, tmp_path)
+    c = api.login("vera")
+    assert c.get("/api/fleet").json()["notify"]["last_error"] is None
+    env.service.notifier.channels[0].send = lambda event: (_ for _ in ()).throw(OSError("webhook x: refused"))
+    from datetime import datetime, timezone
+
+    from ems.central.notify import Event
+    env.service.notifier.deliver(Event("hall_offline", "hall-01", "n", datetime.now(timezone.utc), "ja", "en"))
+    status = c.get("/api/fleet").json()["notify"]
+    assert status["failed"] == 1 and status["last_error"] == "webhook x: refused"

@@ -216,6 +216,11 @@ function renderBanners() {
       h("span", {}, t(s.kind === "disaster" ? "jma.may_need_disaster" : "jma.may_return", { hall: names[s.site] || s.site, reason: s.reason })),
       can("return_to_vpp") ? h("button", { onclick: async () => { try { await api("POST", `/api/jma/suggestions/${s.id}/dismiss`); } catch (e) { alert(errText(e)); } refreshFleet(); } }, t("common.dismiss")) : null));
   }
+  const n = S.fleet.notify;
+  if (n && n.last_error) {  // an operator must know when alarms stop reaching phones and mailboxes
+    kids.push(h("div", { class: "banner jma-error", id: "notify-error" }, h("b", {}, t("notify.problem") + " "), n.last_error,
+      h("span", { class: "muted small" }, " " + t("notify.counts", { sent: n.sent, failed: n.failed }))));
+  }
   if (S.fleet.jma && S.fleet.jma.enabled && S.fleet.jma.last_error) {
     kids.push(h("div", { class: "banner jma-error" }, h("b", {}, t("jma.feed_problem") + " "), S.fleet.jma.last_error));
   }
