@@ -291,3 +291,21 @@ def test_relative_links_resolve_against_the_feed(tmp_path):
              "https://jma.example.invalid/data/a.xml": sample("vpww53_tottori_issued.xml")}
     reader = AtomFeedReader("https://jma.example.invalid/feed/extra.xml", tmp_path / "s.sqlite", fetch=pages.__getitem__)
     assert [r.entry_id for r in reader.poll()] == ["urn:1"]
+
+
+def test_several_feeds_read_as_one(tmp_path):
+    """The extra feed (warnings) and the eqvol feed (earthquakes, tsunamis) polled together."""
+    from ems.central.jma.feed import FeedReaders
+
+    extra, eqvol = tmp_path / "extra", tmp_path / "eqvol"
+    extra.mkdir()
+    eqvol.mkdir()
+    (extra / "w.xml").write_bytes(sample("vpww53_tottori_issued.xml"))
+    (eqvol / "q.xml").write_bytes(sample("real_20210219091451_0_VXSE53_010000.xml"))
+    (eqvol / "bad.xml").write_bytes(sample("bad_truncated.xml"))
+    both = FeedReaders([AtomFeedReader(str(extra), tmp_path / "s1.sqlite"), AtomFeedReader(str(eqvol), tmp_path / "s2.sqlite")])
+    assert [r.kind for r in both.poll()] == ["warning", "earthquake"]
+    assert "bad.xml" in both.last_parse_error and both.poll() == []
+    both.close()
+    with pytest.raises(ValueError):
+        FeedReaders([])

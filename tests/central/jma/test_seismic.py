@@ -174,3 +174,20 @@ def test_delivered_shindo_sokuho(fleet_sites):
     hall = fleet_sites[0].model_copy(update={"id": "iwate", "area_code": "0321300", "seismic_area_code": "212"})
     assert WarningTrigger([hall]).evaluate(r) == []  # 4 < 5弱
     assert by_kind(WarningTrigger([hall], quake_min_intensity="4").evaluate(r), SwitchToDisaster) == {"iwate"}
+
+
+def test_one_earthquake_acts_once_and_holds_the_hall_for_hold_h(halls):
+    """震度速報 then 震源・震度に関する情報 of the same earthquake (one EventID): one switch.  The earthquake then
+    keeps the hall from a 'may return' suggestion when a warning there is lifted, for hold_h after the origin."""
+    from datetime import timedelta
+
+    izu_east = [h for h in halls if h.id == "izu-east"]
+    quake = rep(SURUGA)
+    origin = quake.earthquake.origin_time
+    t = WarningTrigger(izu_east, quake_hold_h=24, clock=lambda: origin + timedelta(minutes=15))
+    assert by_kind(t.evaluate(rep(SOKUHO)), SwitchToDisaster) == {"izu-east"}
+    assert t.evaluate(quake) == []  # same EventID: already acted
+    assert t.active()["izu-east"] == {f"earthquake:{quake.extra['event_id']}"}
+    assert t._active["izu-east"][f"earthquake:{quake.extra['event_id']}"].until == origin + timedelta(hours=24)
+    t._expire(origin + timedelta(hours=25))
+    assert "izu-east" not in t.active()
