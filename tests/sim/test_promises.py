@@ -221,3 +221,36 @@ def test_vpp_revenue_counts_what_the_battery_saved(fleet):
     tr.charged_wh = [500.0 * i for i in range(n)]
     assert pr.vpp_revenue_jpy(site, tr, tr.t[-1], 30) < 0
     assert pr.vpp_revenue_jpy(site, tr, T0 - timedelta(hours=1), 30) == 0.0
+
+
+def test_reserve_by_arrival_kept_unreachable_or_broken(fleet):
+    """A hall a typhoon forecast reaches: reserve reached before the arrival (kept), too little charging power
+    for the time left (unreachable, with the figures: not broken), time enough but not reached, or never
+    switched (broken)."""
+    site = fleet.sites[0]  # 5.9 kW battery and inverter, critical load site.loads.critical_w
+
+    def hall(warned_h, to_reserve_h, hours_at_warning):
+        h = pr.HallResult(site.id, site.name, site.battery.capacity_wh, site.loads.critical_w, site.reserve.h_vpp,
+                          site.reserve.h_disaster)
+        h.warned_at = None if warned_h is None else T0 + timedelta(hours=warned_h)
+        h.time_to_reserve_h, h.hours_at_warning = to_reserve_h, hours_at_warning
+        return h
+
+    arrival = T0 + timedelta(hours=10)
+    actions = [{"kind": "typhoon_forecast", "t": T0, "arrivals": {site.id: arrival}}]
+
+    def check(h):
+        [c] = pr._arrival_checks(fleet, {site.id: h}, actions)
+        return c
+
+    kept = check(hall(0, 4.0, 6.0))
+    assert kept.ok and "6.0 h before the forecast arrival" in kept.detail
+    missing_h = site.reserve.h_disaster - 0.5
+    need_h = missing_h * site.loads.critical_w / (min(site.battery.max_charge_w, site.inverter.rated_w,
+                                                      site.grid.import_limit_w) * site.battery.charge_efficiency)
+    late = check(hall(10 - need_h / 2, None, 0.5))  # half the charging time needed is left
+    assert late.ok and late.detail.startswith("unreachable:") and "kWh missing" in late.detail, late.detail
+    broken = check(hall(0, 12.0, 6.0))  # 10 h were enough for 6 h of missing reserve, reached only after 12 h
+    assert not broken.ok and "reachable" in broken.detail and "after 12.0 h" in broken.detail
+    never = check(hall(None, None, None))
+    assert not never.ok and "not switched" in never.detail
