@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from dataclasses import replace
 import xml.etree.ElementTree as ET
 from datetime import datetime, timedelta, timezone
 from typing import Iterator
@@ -237,6 +238,7 @@ def parse_report(xml: bytes, entry_id: str = "", source: str = "") -> WarningRep
             fmt, scope = "r06", R06_SCOPES[title[len(R06_PREFIX):-1]]
         else:
             fmt, scope = ("level2026" if levelled else "vpww54" if "Ｈ２７" in title else "vpww53"), None
+            items = _levels_from_notice(items, _text(body, "Notice") if body is not None else "")
         return WarningReport(items=items, report_type="warning", format=fmt, scope=scope, skipped=skipped,
                              **common)
     # 地方海上警報, 土砂災害警戒情報, 気象特別警報報知, the R06 集約通報 and 時系列 telegrams, …: not ours.
@@ -311,6 +313,44 @@ def _parse_warnings(body: ET.Element, where: str, skipped: list[str]) -> tuple[l
 
         logging.getLogger(__name__).warning("JMA %s: %d item(s) skipped: %s", where, len(skipped), "; ".join(skipped[:3]))
     return items, levelled
+
+
+_NOTICE_LINE = re.compile(r"〈(レベル[2-5２-５][^〉]*)〉([^〈\n]*)")
+
+
+def _levels_from_notice(items: list[AreaWarning], notice: str) -> list[AreaWarning]:
+    """The present-format telegrams (VPWW53/54) name kinds without a level since 2026, but list the
+    危険警報 in Body/Notice: "〈レベル４大雨危険警報〉姫路市　たつの市　多可町＊" (＊: part of the municipality).
+    The matching kind of those municipalities gets that name and level, so ``min_level`` sees it."""
+    if not notice:
+        return items
+    levelled: dict[str, tuple[str, int]] = {}  # "area name|category" -> (kind name, level)
+    for name, places in _NOTICE_LINE.findall(notice):
+        level = int(_LEVEL_IN_NAME.search(name.translate(_FULLWIDTH_DIGITS)).group(1))  # type: ignore[union-attr]
+        category = category_of(name)
+        for place in places.replace("\u3000", " ").split():
+            place = place.rstrip("＊*")
+            levelled[f"{place}|{category}"] = (name, level)
+            if category == "landslide":
+                # The present format has no landslide kind: it is 大雨警報（土砂災害）, so the heavy-rain kind
+                # carries the higher of the two levels.
+                key = f"{place}|heavy_rain"
+                if key not in levelled or levelled[key][1] < level:
+                    levelled[key] = (name, level)
+    if not levelled:
+        return items
+    out = []
+    for item in items:
+        kinds = item.kinds
+        if item.area_type == "municipality":
+            kinds = []
+            for k in item.kinds:
+                hit = levelled.get(f"{item.area_name}|{k.category}")
+                if hit is not None and k.severity == "warning" and k.in_force:
+                    k = replace(k, name=hit[0], level=hit[1], severity=severity_of(hit[0], hit[1]))  # type: ignore[arg-type]
+                kinds.append(k)
+        out.append(replace(item, kinds=kinds))
+    return out
 
 
 # -- typhoon --------------------------------------------------------------------

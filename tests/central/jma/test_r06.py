@@ -156,3 +156,21 @@ def test_storm_surge_telegram_with_its_coast_tier(halls):
     actions = WarningTrigger([maizuru, kyoto]).evaluate(r)
     assert switched(actions) == {"maizuru"} and "レベル４高潮危険警報" in actions[0].reason
     assert switched(WarningTrigger([maizuru], min_level=5).evaluate(r)) == set()
+
+
+def test_present_format_levels_from_the_body_notice(halls):
+    """A VPWW53 JMA delivered on 2026-09-14 (兵庫県, trimmed to three municipalities by the repository it comes
+    from): kinds say only 大雨警報, Body/Notice says 〈レベル４大雨危険警報〉姫路市 …; 相生市 stays level 3."""
+    r = rep("real_vpww53_hyogo_danger_20260914_trimmed.xml")
+    kinds = {i.area_name: i.kinds[0] for i in r.items}
+    assert (kinds["姫路市"].name, kinds["姫路市"].level, kinds["姫路市"].severity) == ("レベル４大雨危険警報", 4, "danger")
+    assert (kinds["相生市"].name, kinds["相生市"].level) == ("大雨警報", None)
+    himeji, aioi, nishiwaki = (halls[0].model_copy(update={"id": n, "area_code": c})
+                               for n, c in (("himeji", "2820100"), ("aioi", "2820800"), ("nishiwaki", "2821300")))
+    assert switched(WarningTrigger([himeji, aioi, nishiwaki]).evaluate(r)) == {"himeji", "aioi"}
+    assert switched(WarningTrigger([himeji, aioi, nishiwaki], min_level=4).evaluate(r)) == {"himeji"}
+    # A 土砂災害危険警報 line raises the present format's 大雨警報（土砂災害） the same way.
+    landslide = sample("real_vpww53_hyogo_danger_20260914_trimmed.xml").replace(
+        "〈レベル４大雨危険警報〉姫路市".encode(), "〈レベル４土砂災害危険警報〉相生市　姫路市".encode())
+    assert switched(WarningTrigger([himeji, aioi], min_level=4).evaluate(rep("x", landslide, "urn:ls"))) == {
+        "himeji", "aioi"}
