@@ -449,7 +449,7 @@ class WarningTrigger:
             why = None
             # The hall's own city when the report lists it (VXSE53); its seismic area otherwise (震度速報, or a
             # city without a reported station): the area's maximum may have been measured anywhere in it.
-            city = cities.get(site.area_code[:5] + "00")
+            city = cities.get(site.area_code[:5] + "00") if len(site.area_code) == 7 else None
             place = city if city is not None else areas.get(site.seismic_area_code or "")
             if place is not None and INTENSITIES.index(place.max_int) >= threshold:
                 shown = INTENSITY_NAMES[place.max_int] + ("以上（未入電）" if place.assumed else "")
