@@ -71,6 +71,9 @@ def test_disaster_panel_shows_forecast_arrival(tmp_path, fleet):
             assert "上道公民館 Agarimichi: 災害モードに切替" in texts(browser, '#jma-forecast li[data-kind="typhoon"]')[0]
             banner = texts(browser, f'#banners [data-suggestion="{sug.id}"]')[0]
             assert "気象庁: 災害モードの検討" in banner and "津波注意報" in banner and "警報解除" not in banner, banner
-            browser.save_screenshot(str(tmp_path / "jma-panel.png"))
+            browser.save_screenshot(str(tmp_path / "jma-page.png"))
+            panel = browser.find_element(By.ID, "jma-forecast")
+            browser.execute_script("arguments[0].scrollIntoView()", panel)
+            panel.screenshot(str(tmp_path / "jma-panel.png"))
     finally:
         api.close()
