@@ -174,3 +174,16 @@ def test_present_format_levels_from_the_body_notice(halls):
         "〈レベル４大雨危険警報〉姫路市".encode(), "〈レベル４土砂災害危険警報〉相生市　姫路市".encode())
     assert switched(WarningTrigger([himeji, aioi], min_level=4).evaluate(rep("x", landslide, "urn:ls"))) == {
         "himeji", "aioi"}
+
+
+@pytest.mark.parametrize("name, category", [("jma_15_16_05_241226_VPWW59.xml", "waves"),
+                                            ("jma_15_16_06_241226_VPWW60.xml", "heavy_snow")])
+def test_waves_and_heavy_snow_act_only_when_configured(halls, name, category):
+    """JMA's （Ｒ０６）（波浪） and （大雪） samples: 稚内市 波浪警報 / 大雪警報 発表, 猿払村 継続."""
+    r = rep(name)
+    assert r.scope == {category}
+    assert WarningTrigger(halls).evaluate(r) == []  # not among the default kinds
+    t = WarningTrigger(halls, kinds={category, "heavy_rain"})
+    assert switched(t.evaluate(r)) == {"wakkanai", "sarufutsu"}
+    t.evaluate(rep(RAIN))  # heavy rain on top: the other hazard's telegram changes nothing of this one
+    assert t.active()["wakkanai"] == {category, "heavy_rain"}
