@@ -105,7 +105,9 @@ const Charts = (() => {
         { stroke: "#56626f", grid: { stroke: "#eef1f4" }, ticks: { stroke: "#d7dde3" }, size: 52,
           values: (u, splits) => {
             const step = splits.length > 1 ? Math.abs(splits[1] - splits[0]) : 1;
-            return splits.map(v => opts.fmt ? opts.fmt(v) : I18N.num(v, step >= 1 ? 0 : step >= 0.1 ? 1 : 2));
+            // as many decimals as the step needs: 2.5 h steps show 2.5 and 7.5, not 3 and 8
+            const digits = [0, 1, 2, 3].find(d => Math.abs(Math.round(step * 10 ** d) - step * 10 ** d) < 1e-6) ?? 3;
+            return splits.map(v => opts.fmt ? opts.fmt(v) : I18N.num(v, digits));
           } },
       ],
       series: [
