@@ -191,11 +191,16 @@ def axe_problems(driver, what: str) -> list[str]:
     """Serious and critical accessibility violations axe-core (vendored, tests only) finds in the page."""
     if not driver.execute_script("return !!window.axe"):
         driver.execute_script(AXE.read_text(encoding="utf-8"))
+    # The dashboard re-renders its tables every 2.5 s: hold the polling while axe walks the page (a slow,
+    # loaded machine would otherwise have nodes replaced under it).
     result = driver.execute_async_script("""
         const done = arguments[arguments.length - 1];
-        axe.run(document, {resultTypes: ['violations']}).then(r => done(r.violations.map(v =>
-            [v.impact, v.id, v.help, v.nodes.slice(0, 3).map(n => n.target.join(' ')).join(' | ')])),
-          e => done([['error', 'axe', String(e), '']]));""")
+        const dashboard = typeof stopPolling === 'function' && typeof S === 'object' && S.me;
+        if (dashboard) stopPolling();
+        axe.run(document, {resultTypes: ['violations']}).then(r => r.violations.map(v =>
+            [v.impact, v.id, v.help, v.nodes.slice(0, 3).map(n => n.target.join(' ')).join(' | ')]),
+          e => [['error', 'axe', String(e), '']])
+          .then(out => { if (dashboard) startPolling(); done(out); });""")
     return [f"{what}: {impact} {rule}: {help_} ({nodes})" for impact, rule, help_, nodes in result
             if impact in ("serious", "critical", "error")]
 

@@ -293,7 +293,7 @@ function hoursSpread(halls) {
 }
 
 VIEWS.fleet = box => {
-  let range = "24h";
+  let range = "24h", mapKey = null;
   const summary = h("div", { class: "row", id: "fleet-summary" });
   const areaSel = h("select", { id: "area-filter", "aria-label": t("fleet.area_filter"), onchange: () => { S.area = areaSel.value; update(); } }, h("option", { value: "" }, t("fleet.all_areas")));
   const text = h("input", { id: "text-filter", placeholder: t("fleet.filter_placeholder"), "aria-label": t("fleet.filter_placeholder"), value: S.filter, oninput: () => { S.filter = text.value; update(); } });
@@ -366,8 +366,10 @@ VIEWS.fleet = box => {
       ...Object.entries(counts).map(([m, n]) => h("span", { class: "chip" }, h("b", {}, n), modePill(m === "unknown" ? null : m))),
       h("span", { class: "chip" }, h("b", { class: "hours " + hoursClass(hrs.length ? Math.min(...hrs) : null, 12) }, hrs.length ? fmtHours(Math.min(...hrs)) + " h" : "—"), t("fleet.shortest")),
       h("span", { class: "chip" }, h("b", {}, kw(f.halls.reduce((s, r) => s + (r.stored_wh || 0), 0))), t("fleet.kwh_stored")));
-    mapBox.replaceChildren(hallMap(f.halls));
-    spreadBox.replaceChildren(hoursSpread(f.halls));
+    // Redraw the map and the spread only when what they show changed: a link that is replaced every 2.5 s
+    // loses the keyboard focus (and a click on it in progress).
+    const key = f.halls.map(r => [r.site, r.mode, fmtHours(r.hours_left), hoursClass(r.hours_left, r.h_disaster), r.online, I18N.lang].join(":")).join("|");
+    if (key !== mapKey) { mapKey = key; mapBox.replaceChildren(hallMap(f.halls)); spreadBox.replaceChildren(hoursSpread(f.halls)); }
   }
   loadCharts();
   const timer = setInterval(loadCharts, 60000);
