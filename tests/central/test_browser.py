@@ -252,10 +252,12 @@ def test_main_views_in_japanese_then_english(browser, live, halls, shots):
     wait(browser, lambda d: "湖山公民館" in d.find_element(By.ID, "site-head").text, "hall detail from the map")
     wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, ".chart h3")) == 4, "hall charts")
     wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#chart-soc canvas"), "the SoC chart drawn")
+    wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#chart-price canvas"), "the price chart drawn")
+    wait(browser, lambda d: "円" in d.find_element(By.CSS_SELECTOR, '#site-money .chip[data-period="day"]').text,
+         "the hall's earnings today")
     views["site"] = labels(browser)
     browser.save_screenshot(str(shots / "ja-site.png"))
     problems += axe_problems(browser, "site")
-    wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#chart-price canvas"), "the price chart drawn")
     for name, ready in (("money", '#money-halls-table tr[data-site="hall-01"]'), ("alarms", "#view .panel h1"),
                         ("disaster", "#disaster-live tr td.outlook"), ("audit", "#audit-body tr"),
                         ("vpp", "#vpp-form")):

@@ -401,8 +401,9 @@ VIEWS.site = (box, [siteId]) => {
   const boxes = ["soc", "power", "hours", "price"].map(id => h("div", { class: "chart", id: "chart-" + id }));
   charts.append(...boxes);
   const alarms = h("div", { class: "panel" });
+  const money = h("div", { class: "panel row", id: "site-money" });
   box.append(h("div", { class: "row", style: "margin-bottom:8px" }, h("a", { href: "#/fleet" }, "← " + t("nav.fleet"))), head,
-    h("div", { class: "panel" }, tiles), h("div", { class: "panel" }, rangeRow, h("div", { style: "height:10px" }), charts), alarms);
+    h("div", { class: "panel" }, tiles), money, h("div", { class: "panel" }, rangeRow, h("div", { style: "height:10px" }), charts), alarms);
 
   function mark() { rangeRow.querySelectorAll("button[data-range]").forEach(b => b.classList.toggle("active", !custom && b.dataset.range === range)); }
 
@@ -455,8 +456,22 @@ VIEWS.site = (box, [siteId]) => {
       tile(t("site.pv"), kw(r.pv_w), " kW"),
       tile(t("site.grid"), kw(r.grid_w), " " + (r.grid_ok === false ? t("site.kw_grid_lost") : r.grid_w < 0 ? t("site.kw_exporting") : t("site.kw_importing"))));
   }
-  loadCharts(); loadAlarms();
-  chartTimer = setInterval(() => { if (!custom) loadCharts(); loadAlarms(); }, 30000);
+  /** This hall's earnings today and this month (JST) against the cost without its battery. */
+  async function loadMoney() {
+    if (!can("view_history")) return;
+    const chips = [];
+    for (const period of ["day", "month"]) {
+      let d;
+      try { d = await api("GET", `/api/earnings?period=${period}&count=1`); } catch (e) { money.replaceChildren(h("span", { class: "error" }, errText(e))); return; }
+      const x = d.halls.find(e => e.site === siteId);
+      chips.push(h("span", { class: "chip", dataset: { period } }, h("b", { class: "earn" + (x && x.earnings_jpy < 0 ? " neg" : "") }, x ? I18N.yen(x.earnings_jpy) : "—"),
+        t(period === "day" ? "money.today" : "money.this_month"),
+        x ? h("span", { class: "muted small" }, t("money.against", { without: I18N.yen(x.cost_without_battery_jpy), with: I18N.yen(x.cost_with_battery_jpy) })) : ""));
+    }
+    money.replaceChildren(h("b", {}, t("money.title_short")), ...chips, h("a", { href: "#/money", class: "small" }, t("money.all_halls")));
+  }
+  loadCharts(); loadAlarms(); loadMoney();
+  chartTimer = setInterval(() => { if (!custom) loadCharts(); loadAlarms(); loadMoney(); }, 30000);
   return { update, unmount: () => clearInterval(chartTimer) };
 };
 
