@@ -165,6 +165,24 @@ def test_slot_means_average_load_and_pv_and_skip_thin_or_stale_slots():
     assert means.add(metered(start + timedelta(minutes=126), 900, 0)) is None
 
 
+def test_slot_means_skip_meter_and_battery_readings_of_different_moments():
+    """A battery reading from before it began charging at 15 kW, paired with the meter's import of now,
+    would teach a 15.7 kW load: such samples are skipped; readings close together still count."""
+    means = SlotMeans(timedelta(minutes=30), has_pv=False, max_age_s=60.0)
+    start = datetime(2026, 11, 22, 0, 0, tzinfo=timezone.utc)
+    for m in range(0, 30, 5):
+        t = start + timedelta(minutes=m)
+        good = metered(t, 700, 0, battery_w=-15_000)
+        mismatched = SiteSnapshot(time=t, site_id="hall-02", meter=good.meter,
+                                  battery=BatteryReading("battery", t - timedelta(seconds=40), soc_pct=60.0, power_w=0.0))
+        assert means.add(mismatched) is None
+        nearby = SiteSnapshot(time=t, site_id="hall-02", meter=good.meter,
+                              battery=BatteryReading("battery", t - timedelta(seconds=20), soc_pct=60.0,
+                                                     power_w=-15_000))
+        assert means.add(nearby) is None
+    assert means.add(metered(start + timedelta(minutes=31), 0, 0)) == (start, pytest.approx(700.0), None)
+
+
 def test_the_daemons_forecaster_learns_the_hall_it_measures(site, new_source):
     """A hall drawing 1.6× its configured profile: after three days the plans forecast that, not the configuration."""
     src = new_source(site)
