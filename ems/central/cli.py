@@ -123,7 +123,8 @@ def build_service(cfg: CentralConfig, fleet: FleetConfig | None = None, *, mqtt_
         readers = [AtomFeedReader(s, data / ("jma-seen.sqlite" if i == 0 else f"jma-seen-{i}.sqlite"),
                                   on_recovered=recovered.append) for i, s in enumerate(sources)]
         jma = JmaParts(readers[0] if len(readers) == 1 else FeedReaders(readers),
-                       WarningTrigger(list(fleet.sites), **trigger_kwargs(cfg.jma)),
+                       WarningTrigger(list(fleet.sites), **trigger_kwargs(cfg.jma),
+                                      **({"clock": clock} if clock is not None else {})),
                        jma_poll_s if jma_poll_s is not None else cfg.jma.poll_s, sources[0])
     publish = getattr(link, "publish_retained", None)
     market = build_market(cfg, fleet, publish, clock) if publish is not None else None
