@@ -232,14 +232,14 @@ def test_a_real_fleet_of_separate_processes(deployment, browser, tmp_path):
     browser.find_element(By.ID, "disaster-submit").click()
     browser.find_element(By.ID, "modal-confirm").click()
     # The two live gateways answer at once.
-    _wait(browser, lambda dr: sum(1 for v in texts(dr, "#disaster-op tr[data-site] .ack-status .status")
+    _wait(browser, lambda dr: sum(1 for v in texts(dr, "#disaster-op tr[data-site] .ack-status .status", "data-status")
                                   if v == "ok") >= 2, "acks of the two running halls")
     # hall-02 comes back (as systemd would restart it) and takes the command the broker kept for it.
     procs["hall-02"] = _gateway(out, "hall-02", d["logs"]).start()
 
     def all_ok(dr):
         sites = texts(dr, "#disaster-op tr[data-site]", "data-site")
-        status = texts(dr, "#disaster-op tr[data-site] .ack-status .status")
+        status = texts(dr, "#disaster-op tr[data-site] .ack-status .status", "data-status")
         got = dict(zip(sites, status))
         return got if set(got) == set(SITES) and set(got.values()) == {"ok"} else None
 
