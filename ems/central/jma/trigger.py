@@ -145,6 +145,12 @@ class TyphoonArrival:
                 "report_time": self.report_time.isoformat(), "area": self.area}
 
 
+def _suggest_return(site: SiteConfig, report: WarningReport, why: str) -> SuggestReturn:
+    """Tell staff that ``site`` may return to VPP because ``why`` (never done automatically)."""
+    return SuggestReturn(site_id=site.id, source_entry=report.entry_id,
+                         reason=f"{why}; return to VPP when staff agree")
+
+
 def _jst(t: datetime) -> str:
     return t.astimezone(_JST).strftime("%Y-%m-%d %H:%M JST")
 
@@ -393,10 +399,8 @@ class WarningTrigger:
                 continue
             names = "、".join(dict.fromkeys(f"{k.name}（{k.status}）" for k in kinds if k.category in gone)) \
                 or "、".join(sorted(gone))
-            actions.append(SuggestReturn(
-                site_id=site.id, source_entry=report.entry_id,
-                reason=f"JMA warnings lifted for {where}: {names} ({office or 'JMA'}, "
-                       f"{_jst(report.report_time)}); return to VPP when staff agree"))
+            actions.append(_suggest_return(site, report, f"JMA warnings lifted for {where}: {names} "
+                                                         f"({office or 'JMA'}, {_jst(report.report_time)})"))
         return actions
 
     @staticmethod
@@ -425,10 +429,8 @@ class WarningTrigger:
             for c in causes:
                 del active[c]
             if not active:
-                actions.append(SuggestReturn(
-                    site_id=site.id, source_entry=report.entry_id,
-                    reason=f"JMA withdrew its report (取消, {report.publishing_office or 'JMA'}, "
-                           f"{_jst(report.report_time)}); return to VPP when staff agree"))
+                actions.append(_suggest_return(site, report, f"JMA withdrew its report (取消, "
+                                               f"{report.publishing_office or 'JMA'}, {_jst(report.report_time)})"))
         return actions
 
     # -- earthquake ------------------------------------------------------------
@@ -497,10 +499,8 @@ class WarningTrigger:
             elif cause in active:
                 del active[cause]
                 if not active:
-                    actions.append(SuggestReturn(
-                        site_id=site.id, source_entry=report.entry_id,
-                        reason=f"JMA {item.kind_name} for {where} ({_jst(report.report_time)}); "
-                               f"return to VPP when staff agree"))
+                    actions.append(_suggest_return(site, report, f"JMA {item.kind_name} for {where} "
+                                                                 f"({_jst(report.report_time)})"))
             elif rank >= TSUNAMI_RANK["advisory"] and self.tsunami_lower_action == "suggest":
                 actions.append(SuggestDisaster(
                     site_id=site.id, source_entry=report.entry_id, trigger="tsunami",
@@ -562,9 +562,7 @@ class WarningTrigger:
                 if cause in active:
                     del active[cause]
                     if not active:
-                        actions.append(SuggestReturn(
-                            site_id=site.id, source_entry=report.entry_id,
-                            reason=f"JMA {label} {info.name} no longer threatens {site.name} within "
-                                   f"{self.typhoon_lead.total_seconds() / 3600:g} h "
-                                   f"({_jst(report.report_time)}); return to VPP when staff agree"))
+                        actions.append(_suggest_return(
+                            site, report, f"JMA {label} {info.name} no longer threatens {site.name} within "
+                                          f"{self.typhoon_lead.total_seconds() / 3600:g} h ({_jst(report.report_time)})"))
         return actions

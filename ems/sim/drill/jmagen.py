@@ -27,6 +27,20 @@ JST = timezone(timedelta(hours=9), "JST")
 #: Control/Status of every telegram a drill writes.
 DRILL_STATUS = "訓練"
 
+
+def _report_start(title: str, utc: str, editorial: str = "気象庁本庁", publishing: str = "気象庁") -> str:
+    """The ``<Report>`` start tag and its ``<Control>`` block, always marked as a drill (``DRILL_STATUS``):
+    a generated telegram must never switch a real hall.  ``utc``: Control/DateTime text."""
+    return f"""<Report xmlns="http://xml.kishou.go.jp/jmaxml1/" xmlns:jmx="http://xml.kishou.go.jp/jmaxml1/">
+<Control>
+<Title>{escape(title)}</Title>
+<DateTime>{utc}</DateTime>
+<Status>{DRILL_STATUS}</Status>
+<EditorialOffice>{escape(editorial)}</EditorialOffice>
+<PublishingOffice>{escape(publishing)}</PublishingOffice>
+</Control>"""
+
+
 #: kind → (name, code) in the present format.
 PRESENT_KINDS = {"storm": ("暴風警報", "05"), "heavy_rain": ("大雨警報", "03"),
                  "storm_surge": ("高潮警報", "08"), "heavy_snow": ("大雪警報", "06")}
@@ -70,14 +84,7 @@ def warning_report_xml(issued_at: datetime, areas: Sequence[tuple[str, str]], ki
         for code, name in areas)
     version = "1.1_1" if fmt == "current" else "2.0_0"
     return f"""<?xml version="1.0" encoding="UTF-8"?>
-<Report xmlns="http://xml.kishou.go.jp/jmaxml1/" xmlns:jmx="http://xml.kishou.go.jp/jmaxml1/">
-<Control>
-<Title>{title}</Title>
-<DateTime>{utc}</DateTime>
-<Status>{DRILL_STATUS}</Status>
-<EditorialOffice>{escape(office)}</EditorialOffice>
-<PublishingOffice>{escape(office)}</PublishingOffice>
-</Control>
+{_report_start(title, utc, office, office)}
 <Head xmlns="http://xml.kishou.go.jp/jmaxml1/informationBasis1/">
 <Title>{escape(prefecture)}気象警報・注意報</Title>
 <ReportDateTime>{local}</ReportDateTime>
@@ -161,14 +168,7 @@ def earthquake_report_xml(origin: datetime, cities: Sequence[tuple[str, str, str
         body.append("".join(parts))
     event_id = origin.astimezone(JST).strftime("%Y%m%d%H%M%S")
     return f"""<?xml version="1.0" encoding="UTF-8"?>
-<Report xmlns="http://xml.kishou.go.jp/jmaxml1/" xmlns:jmx="http://xml.kishou.go.jp/jmaxml1/">
-<Control>
-<Title>震源・震度に関する情報</Title>
-<DateTime>{utc}</DateTime>
-<Status>{DRILL_STATUS}</Status>
-<EditorialOffice>気象庁本庁</EditorialOffice>
-<PublishingOffice>気象庁</PublishingOffice>
-</Control>
+{_report_start("震源・震度に関する情報", utc)}
 <Head xmlns="http://xml.kishou.go.jp/jmaxml1/informationBasis1/">
 <Title>震源・震度情報</Title>
 <ReportDateTime>{local}</ReportDateTime>
@@ -232,14 +232,7 @@ def typhoon_report_xml(issued_at: datetime, number: str, name: str,
 </Item>
 </MeteorologicalInfo>""")
     return f"""<?xml version="1.0" encoding="UTF-8"?>
-<Report xmlns="http://xml.kishou.go.jp/jmaxml1/" xmlns:jmx="http://xml.kishou.go.jp/jmaxml1/">
-<Control>
-<Title>台風解析・予報情報（５日予報）（Ｈ３０）</Title>
-<DateTime>{utc}</DateTime>
-<Status>{DRILL_STATUS}</Status>
-<EditorialOffice>気象庁本庁</EditorialOffice>
-<PublishingOffice>気象庁</PublishingOffice>
-</Control>
+{_report_start("台風解析・予報情報（５日予報）（Ｈ３０）", utc)}
 <Head xmlns="http://xml.kishou.go.jp/jmaxml1/informationBasis1/">
 <Title>台風解析・予報情報</Title>
 <ReportDateTime>{local}</ReportDateTime>
