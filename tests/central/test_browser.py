@@ -231,8 +231,12 @@ def test_main_views_in_japanese_then_english(browser, live, halls, shots):
     hall.edge.publish_plan({"slots": [{"time": (slot0 + timedelta(minutes=30 * k)).isoformat(), "charge_w": 500.0,
                                        "discharge_w": 0.0, "soc_pct": 60.0, "price_jpy_per_kwh": 24.5,
                                        "price_sell_jpy_per_kwh": 9.5} for k in range(6)]})
+    # hall-01's battery data are stale: the alarm's meaning is shown in the reader's language, the gateway's
+    # English detail below it.
+    stale = {"id": "a-stale", "site": "hall-01", "severity": "warning", "code": "stale_data",
+             "message": "battery data: last reading 42 s old", "raised_at": slot0.isoformat(), "cleared_at": None}
     for _ in range(2):  # two states a moment apart: measured energy under a priced slot
-        hall.edge.publish_state(hall.state())
+        hall.edge.publish_state({**hall.state(), "alarms": [stale]})
         time.sleep(1.2)
     browser.set_window_size(1280, 800)
     login(browser, server, env, "ada")
@@ -266,6 +270,11 @@ def test_main_views_in_japanese_then_english(browser, live, halls, shots):
         views[name] = labels(browser)
         browser.save_screenshot(str(shots / f"ja-{name}.png"))
         problems += axe_problems(browser, name)
+        if name == "alarms":
+            wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, '#alarm-table tr[data-alarm*="a-stale"]'),
+                 "hall-01's alarm")
+            cell = texts(browser, '#alarm-table tr[data-alarm*="a-stale"] td:nth-child(4)')[0]
+            assert "データが更新されていません" in cell and "42 s old" in cell, cell
         if name == "money":
             money = texts(browser, '#money-halls-table tr[data-site="hall-01"]')[0]
             priced_share = texts(browser, "#money-fleet-table tbody tr td:last-child")[-1]

@@ -14,6 +14,23 @@ from ems.central.roles import Role
 STATIC = Path(__file__).resolve().parents[2] / "ems" / "central" / "static"
 CATS = {lang: json.loads((STATIC / "i18n" / f"{lang}.json").read_text(encoding="utf-8")) for lang in ("ja", "en")}
 SOURCES = ("app.js", "public.js", "charts.js", "i18n.js", "index.html", "public.html")
+#: Every alarm code a gateway or the central service raises: each has a title and a help text in both languages.
+ALARM_CODES = ["stale_data", "implausible_data", "missing_data", "device_fault", "safe_mode", "grid_lost",
+               "corrupt_state_file", "safety_rule_unmet", "setpoint_refused", "battery_not_following",
+               "reserve_short_disaster", "reserve_short_vpp", "telemetry_dropped", "store_recovered",
+               "telemetry_store_recovered", "command_store_recovered", "command_store_failed"]
+
+
+def test_alarm_codes_list_every_code_the_gateway_and_central_raise():
+    from ems.central import sqlite_recovery
+    from ems.gateway import alarms, link
+    from telemetry import edge_mqtt, outbox
+    defined = {v for k, v in vars(alarms).items() if k.isupper() and isinstance(v, str)}
+    defined |= {edge_mqtt.COMMAND_STORE_RECOVERED, edge_mqtt.COMMAND_STORE_FAILED, outbox.STORE_RECOVERED,
+                link.TELEMETRY_DROPPED, sqlite_recovery.STORE_RECOVERED}
+    assert sorted(defined - set(ALARM_CODES)) == []
+
+
 #: Keys built at run time from a prefix and a value the API sends: every such value must be translated.
 DYNAMIC = {
     "mode.": ["vpp", "disaster_reserve", "islanded", "manual", "safe", "unknown"],
@@ -25,6 +42,8 @@ DYNAMIC = {
     "public.power.": ["grid", "battery", "none", "unknown"],
     "lang.switch_to_": ["ja", "en"],
     "range.": ["1h", "6h", "24h", "7d", "30d"],
+    "alarm.": ALARM_CODES,
+    "alarm_help.": ALARM_CODES,
 }
 
 

@@ -476,12 +476,20 @@ VIEWS.site = (box, [siteId]) => {
 };
 
 // ---------------------------------------------------------------- alarms
+// What the alarm means and what to do, in the reader's language (the catalogue, per code); below it the
+// gateway's own detail with its figures, which gateways write in English (marked lang="en" for screen readers).
+function alarmMessageCell(a) {
+  if (!I18N.has("alarm_help." + a.code)) return h("td", {}, a.message);
+  return h("td", {}, h("div", {}, t("alarm_help." + a.code)),
+    a.message ? h("div", { class: "muted small", lang: "en", title: t("alarms.detail_from_gateway") }, a.message) : "");
+}
+
 function alarmTable(list, reload) {
   const names = S.fleet ? Object.fromEntries(S.fleet.halls.map(r => [r.site, r.name])) : {};
   return h("table", { id: "alarm-table" }, h("thead", {}, h("tr", {}, ["alarms.severity", "col.hall", "alarms.code", "alarms.message", "alarms.raised", "alarms.cleared", "alarms.acked", "alarms.action"].map(k => h("th", {}, t(k))))),
     h("tbody", {}, list.map(a => h("tr", { dataset: { alarm: a.id } },
       h("td", {}, h("span", { class: "sev " + a.severity }, sevName(a.severity))),
-      h("td", {}, names[a.site] || a.site), h("td", {}, I18N.has("alarm." + a.code) ? [t("alarm." + a.code), h("div", { class: "muted small" }, a.code)] : a.code), h("td", {}, a.message),
+      h("td", {}, names[a.site] || a.site), h("td", {}, I18N.has("alarm." + a.code) ? [t("alarm." + a.code), h("div", { class: "muted small" }, a.code)] : a.code), alarmMessageCell(a),
       h("td", { class: "small" }, jst(a.raised_at)), h("td", { class: "small" }, a.active ? h("b", {}, t("alarms.active_now")) : jst(a.cleared_at)),
       h("td", { class: "small" }, a.acked_by ? `${a.acked_by} ${jst(a.acked_at)}${a.ack_note ? " — " + a.ack_note : ""}` : "—"),
       h("td", {}, !a.acked_by && can("ack_alarm") ? h("button", { class: "ack-alarm", onclick: async () => {
