@@ -269,3 +269,15 @@ async def test_an_mqtt_meter_is_read_through_the_halls_device_broker(tmp_path):
             pub.disconnect()
             await rig.stop_daemon()
             await rig.sim.stop()
+
+
+def test_the_guard_expects_a_setpoint_to_hold_as_long_as_recent_cycles_really_took():
+    """Late cycles let the battery run on at the old setpoint: the guard plans for the longest recent gap
+    (so near the reserve floor it tapers sooner), never less than the nominal cycle, at most 4x it."""
+    from ems.gateway.daemon import expected_hold_s
+
+    assert expected_hold_s(1.0, []) == 1.0
+    assert expected_hold_s(1.0, [1.0, 0.98, 1.02]) == 1.02
+    assert expected_hold_s(900.0, [900.0, 2700.0, 900.0]) == 2700.0  # a 3600x drill: 0.75 s wall late
+    assert expected_hold_s(1.0, [0.5, 0.2]) == 1.0
+    assert expected_hold_s(1.0, [1.0, 3600.0]) == 4.0  # a pause (restart, suspend) is not a cycle
