@@ -115,20 +115,23 @@ async def run_demo(args: argparse.Namespace) -> int:
         broker="embedded" if args.embedded_broker else "auto",
     )
     runtime = FleetRuntime(fleet, clock, options, maps_dir=Path(args.config).resolve().parent / "devicemaps")
-    try:
-        await runtime.start()
-    except OSError as exc:
-        raise UsageError(f"cannot start the demo: {exc} (is --port {args.port} in use?)") from None
-    for o in outages:
-        runtime.inject_outage(o.site_id, start + timedelta(minutes=o.start_min), timedelta(minutes=o.length_min))
-    print(start_banner(runtime), flush=True)
     stop = asyncio.Event()
-    if args.duration:
-        asyncio.get_running_loop().call_later(args.duration, stop.set)
-    daemons = list(runtime.daemons.values())
-    # SIGTERM like Ctrl-C: stop the gateways, the central service and the broker child, exit 0.
+    # SIGTERM like Ctrl-C: stop the gateways, the central service and the broker child, exit 0.  Caught from
+    # before the start: a SIGTERM right after the banner (or during the start) must not kill the process
+    # and leave the broker child behind.
     with stop_on_signals(stop):
         try:
+            try:
+                await runtime.start()
+            except OSError as exc:
+                raise UsageError(f"cannot start the demo: {exc} (is --port {args.port} in use?)") from None
+            for o in outages:
+                runtime.inject_outage(o.site_id, start + timedelta(minutes=o.start_min),
+                                      timedelta(minutes=o.length_min))
+            print(start_banner(runtime), flush=True)
+            if args.duration:
+                asyncio.get_running_loop().call_later(args.duration, stop.set)
+            daemons = list(runtime.daemons.values())
             if args.plain:
                 await print_status_lines(daemons, stop, every_s=2.0)
             else:

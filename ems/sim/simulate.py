@@ -45,14 +45,14 @@ async def run_simulate(args: argparse.Namespace) -> int:
         fleet = fleet.model_copy(update={"sites": [s for s in fleet.sites if s.id in set(args.site)]})
     clock = make_clock(args.speed, args.start)
     sim = FleetSimulator(fleet, clock)
-    await sim.start()
-    served = [s for s in fleet.sites if s.simulator is not None]
-    for s in served:
-        log.info("serving %s (%s) on 127.0.0.1:%d", s.id, s.name, s.simulator.port)
-    print(f"serving {len(served)} simulated halls at speed {args.speed:g}x; Ctrl-C stops", flush=True)
     stop = asyncio.Event()
-    with stop_on_signals(stop):  # a clean stop, exit status 0
+    with stop_on_signals(stop):  # a clean stop, exit status 0; caught before the banner says we are up
         try:
+            await sim.start()
+            served = [s for s in fleet.sites if s.simulator is not None]
+            for s in served:
+                log.info("serving %s (%s) on 127.0.0.1:%d", s.id, s.name, s.simulator.port)
+            print(f"serving {len(served)} simulated halls at speed {args.speed:g}x; Ctrl-C stops", flush=True)
             await stop.wait()
         except asyncio.CancelledError:
             pass
