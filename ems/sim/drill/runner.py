@@ -120,7 +120,7 @@ class DrillRun:
             await self._wait_sim(s.end)
             self.recorder.sample()
             self.recorder.stop()  # the figures end at the scenario's end ...
-            await self._await_acks(s.promises.ack_within_s)  # ... but a command sent just before still has its time
+            await self._await_acks(s.promises.ack_within_s, s.end)  # ... but a command sent just before has its time
             await self._collect_operations(final=True)
             audit = await self._audit()
             central_alarms = await self._central_alarms()
@@ -276,15 +276,18 @@ class DrillRun:
                 self.recorder.mark("outage_end", [sid], f"grid back at {sid}")
 
     # -- what the central service saw --------------------------------------------------------------
-    async def _await_acks(self, limit_s: float) -> None:
-        """Wait up to ``limit_s`` [s wall] for the commands still awaiting their ack.  Why: a command sent in
-        the scenario's last simulated hours (a return to VPP at 30 h of 32 h is 2 s of wall time at 3600x)
-        would otherwise be judged "no ack" when the drill stops, although its ack promise is ``limit_s``."""
+    async def _await_acks(self, limit_s: float, end: datetime) -> None:
+        """Wait up to ``limit_s`` [s wall] for commands sent within ``limit_s`` of the scenario's ``end`` that
+        still await their ack.  Why: a command sent in the scenario's last simulated hours (a return to VPP at
+        30 h of 32 h is 2 s of wall time at 3600x) would otherwise be judged "no ack" when the drill stops,
+        although its promise is ``limit_s``; older commands have had their time."""
+        recent = end - timedelta(seconds=limit_s * self.speed)
         deadline = time.monotonic() + limit_s
         while time.monotonic() < deadline:
             await self._collect_operations()
             waiting = [c for op in self.ops.by_id.values() for c in op.get("commands", [])
-                       if not c.get("acked_at") and c.get("status") == "sent"]
+                       if not c.get("acked_at") and c.get("status") == "sent"
+                       and datetime.fromisoformat(c["sent_at"]) >= recent]
             if not waiting:
                 return
             await asyncio.sleep(0.5)
