@@ -139,11 +139,7 @@ async def close_all(devices: dict[str, Device] | Iterable[Device]) -> None:
             result = close()
             if hasattr(result, "__await__"):
                 await result
-        conn = getattr(dev, "connection", None)
-        if not isinstance(conn, ModbusConnection):
-            conn = getattr(dev, "socket", None)
-            if type(conn).__name__ != "EchonetSocket":  # not imported here: Modbus-only sites never load it
-                conn = None
+        conn = getattr(dev, "connection", None)  # a ModbusConnection or an EchonetSocket, shared by devices
         if conn is not None and id(conn) not in seen:
             seen.add(id(conn))
             await conn.close()

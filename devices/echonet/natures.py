@@ -76,7 +76,7 @@ class EchonetDevice:
             raise ValueError(f"device {config.id}: nature {config.nature.value} given to a {self.nature.value} class")
         self.id = config.id
         self.config = config
-        self.socket = sock
+        self.connection = sock  # shared by the site's ECHONET Lite devices; close_all closes it once
         self.host, self.port = t.host, t.port
         self.eoj: EOJ = (*self.class_code, t.instance)
         self.clock = clock
@@ -130,7 +130,7 @@ class EchonetDevice:
         while todo:
             chunk = todo[: self.max_opc] if self.max_opc else todo
             try:
-                values.update(await get_properties(self.socket, self.host, self.port, self.eoj, chunk,
+                values.update(await get_properties(self.connection, self.host, self.port, self.eoj, chunk,
                                                    timeout_s=self.config.timeout_s, device_id=self.id))
             except ShortAnswerError as exc:
                 # Some nodes answer only the first n properties of a request (pychonet knows this as
@@ -285,7 +285,7 @@ class EchonetBattery(EchonetDevice):
             raise DeviceError(self.id, "config", f"{self.where} does not list "
                               + ", ".join(f"0x{e:02X} ({P.epc_name(self.eoj, e)})" for e in not_settable)
                               + " in its set property map 0x9E: cannot take a setpoint")
-        await set_properties(self.socket, self.host, self.port, self.eoj, props,
+        await set_properties(self.connection, self.host, self.port, self.eoj, props,
                              timeout_s=self.config.timeout_s, device_id=self.id)
         back = await self._request_get([e for e, _ in props])
         differ = [e for e, edt in props if back.get(e) != edt]

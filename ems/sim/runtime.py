@@ -91,6 +91,16 @@ class RuntimeOptions:
     user_prefix: str = "drill"  # the run's central users are <prefix>-admin, -municipal, -operator
 
 
+def _port_not_in(taken: set[int]) -> int:
+    """A free loopback port not yet in ``taken`` (added to it).  The OS may hand out a port it just gave us
+    again (the probe socket is closed), so the fleet remembers what it already uses."""
+    port = free_port()
+    while port in taken:
+        port = free_port()
+    taken.add(port)
+    return port
+
+
 def relocated_fleet(fleet: FleetConfig, free_ports: bool, cycle_s: float | None,
                     poll_s: float | None) -> FleetConfig:
     """A copy of ``fleet`` with each simulated hall (its Modbus devices, its ECHONET Lite node) on free loopback ports,
@@ -100,12 +110,7 @@ def relocated_fleet(fleet: FleetConfig, free_ports: bool, cycle_s: float | None,
     for site in data["sites"]:
         sim = site.get("simulator")
         if sim is not None and free_ports:
-            # The OS may hand out a port it just gave us again (the probe socket is closed), so
-            # remember what this fleet already uses.
-            new = free_port()
-            while new in taken:
-                new = free_port()
-            taken.add(new)
+            new = _port_not_in(taken)
             old = sim["port"]
             sim["port"] = new
             udp: dict[int, int] = {}  # ECHONET Lite node port -> its free port
@@ -115,10 +120,7 @@ def relocated_fleet(fleet: FleetConfig, free_ports: bool, cycle_s: float | None,
                     t["port"], t["host"] = new, "127.0.0.1"
                 elif t["kind"] == "echonet_lite":
                     if t["port"] not in udp:
-                        udp[t["port"]] = free_port()
-                        while udp[t["port"]] in taken:
-                            udp[t["port"]] = free_port()
-                        taken.add(udp[t["port"]])
+                        udp[t["port"]] = _port_not_in(taken)
                     t["port"], t["host"], t["local_port"] = udp[t["port"]], "127.0.0.1", 0
         if cycle_s is not None:
             site["control"]["cycle_s"] = cycle_s
