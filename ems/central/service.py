@@ -99,8 +99,8 @@ class JmaStatus:
         return {"enabled": self.enabled, "source": self.source,
                 "last_poll_at": self.last_poll_at.isoformat() if self.last_poll_at else None,
                 "reports_seen": self.reports_seen, "switches": self.switches, "last_error": self.last_error,
-                "last_reports": t.last_reports() if hasattr(t, "last_reports") else {},
-                "typhoon_arrivals": t.typhoon_arrivals() if hasattr(t, "typhoon_arrivals") else {}}
+                "last_reports": t.last_reports() if t is not None else {},
+                "typhoon_arrivals": t.typhoon_arrivals() if t is not None else {}}
 
 
 @dataclass
@@ -279,8 +279,9 @@ class CentralService:
             return SiteView(site_id)
 
     def hall_row(self, site: SiteConfig, view: SiteView | None = None, alarm_counts: dict[str, int] | None = None,
-                 now: datetime | None = None) -> dict[str, Any]:
-        """One hall for the overview: config names, mode and reason, live values [W, %, h], freshness."""
+                 now: datetime | None = None, typhoon_at: dict[str, datetime] | None = None) -> dict[str, Any]:
+        """One hall for the overview: config names, mode and reason, live values [W, %, h], freshness.
+        ``alarm_counts`` and ``typhoon_at`` (:meth:`_typhoon_arrivals`) are taken once for a whole fleet."""
         view = view or self._view(site.id)
         now = now or self.clock()
         state = view.state if isinstance(view.state, dict) else {}
@@ -311,25 +312,30 @@ class CentralService:
             "inputs": inputs_of(state),
             "lat": site.lat, "lon": site.lon,
         }
-        row["outlook"] = reserve_outlook(row, site.battery.charge_efficiency, now,
-                                         typhoon_at=self._typhoon_arrival(site.id))
+        arrivals = typhoon_at if typhoon_at is not None else self._typhoon_arrivals()
+        row["outlook"] = reserve_outlook(row, site.battery.charge_efficiency, now, typhoon_at=arrivals.get(site.id))
         return row
 
-    def _typhoon_arrival(self, site_id: str) -> datetime | None:
-        """When the JMA forecasts a typhoon's storm-force wind at the hall (UTC), or None."""
+    def _typhoon_arrivals(self) -> dict[str, datetime]:
+        """When the JMA forecasts a typhoon's storm-force wind at each hall it reaches (UTC)."""
         trigger = self.jma_status.trigger
-        arrival = (trigger.typhoon_arrivals().get(site_id) or {}).get("arrival") if trigger is not None else None
-        try:
-            return datetime.fromisoformat(arrival) if isinstance(arrival, str) else None
-        except ValueError:
-            return None
+        if trigger is None:
+            return {}
+        out = {}
+        for site_id, a in trigger.typhoon_arrivals().items():
+            try:
+                out[site_id] = datetime.fromisoformat(a["arrival"])
+            except (KeyError, TypeError, ValueError):
+                continue
+        return out
 
     def fleet_rows(self, area: str | None = None) -> list[dict[str, Any]]:
         """Every hall (optionally of one area code), in fleet file order."""
         now = self.clock()
         snap = self.store.snapshot()
         counts = self.alarms.active_counts()
-        return [self.hall_row(s, snap.get(s.id) or SiteView(s.id), counts, now)
+        arrivals = self._typhoon_arrivals()
+        return [self.hall_row(s, snap.get(s.id) or SiteView(s.id), counts, now, arrivals)
                 for s in self.fleet.sites if area is None or s.area_code == area]
 
     def areas(self) -> list[dict[str, Any]]:

@@ -136,6 +136,11 @@ def test_earnings_api(api, env):
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
     rows = list(csv.DictReader(io.StringIO(r.text)))
     assert rows[0]["site"] == "*" and "hall-01" in {x["site"] for x in rows} and float(rows[0]["earnings_jpy"]) < 0
+    one = c.get("/api/earnings?period=day&site=hall-01").json()  # a hall's page asks for its own only
+    assert [x["site"] for x in one["halls"]] == ["hall-01"] * len(one["fleet"])
+    assert one["halls"][-1]["earnings_jpy"] == pytest.approx(
+        [x for x in d["halls"] if x["site"] == "hall-01"][-1]["earnings_jpy"])
+    assert c.get("/api/earnings?site=no-such-hall").status_code == 404
     r = c.get("/api/earnings?period=week")
     assert r.status_code == 422 and "period" in r.json()["message"]
     assert c.get("/api/earnings?count=0").status_code == 422
@@ -172,3 +177,4 @@ def test_fleet_rows_use_the_jma_typhoon_arrival(env):
     env.service.jma_status.trigger = Trigger()
     rows = {r["site"]: r["outlook"] for r in env.service.fleet_rows()}
     assert rows["hall-01"]["deadline"] == "typhoon" and rows["hall-02"]["deadline"] == "horizon"
+

@@ -462,7 +462,7 @@ VIEWS.site = (box, [siteId]) => {
     const chips = [];
     for (const period of ["day", "month"]) {
       let d;
-      try { d = await api("GET", `/api/earnings?period=${period}&count=1`); } catch (e) { money.replaceChildren(h("span", { class: "error" }, errText(e))); return; }
+      try { d = await api("GET", `/api/earnings?period=${period}&count=1&site=${encodeURIComponent(siteId)}`); } catch (e) { money.replaceChildren(h("span", { class: "error" }, errText(e))); return; }
       const x = d.halls.find(e => e.site === siteId);
       chips.push(h("span", { class: "chip", dataset: { period } }, h("b", { class: "earn" + (x && x.earnings_jpy < 0 ? " neg" : "") }, x ? I18N.yen(x.earnings_jpy) : "—"),
         t(period === "day" ? "money.today" : "money.this_month"),
