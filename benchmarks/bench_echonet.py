@@ -57,11 +57,9 @@ def modbus_site(site, port: int):
 
 
 def _requests(device) -> int:
-    sock = getattr(device, "socket", None)
-    if sock is not None:
-        return sock.requests
-    conn = getattr(device, "connection", None)
-    return conn.stats.requests if conn is not None else 0
+    """Requests sent so far on the device's shared connection (EchonetSocket or ModbusConnection)."""
+    conn = device.connection
+    return conn.requests if hasattr(conn, "requests") else conn.stats.requests
 
 
 async def _block(op, seconds: float) -> tuple[list[float], float, int]:

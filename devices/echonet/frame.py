@@ -4,13 +4,13 @@ Byte layout (ECHONET Lite spec part 2, chapter 3)::
 
     EHD1 0x10 | EHD2 0x81 | TID (2) | SEOJ (3) | DEOJ (3) | ESV | OPC | OPC x (EPC, PDC, EDT[PDC])
 
-Requests from the controller are built with pychonet's ``buildEchonetMsg``
-and every frame is decoded with its ``decodeEchonetMsg``; property maps
+Every frame is decoded with pychonet's ``decodeEchonetMsg``; property maps
 (0x9D/0x9E/0x9F) are decoded with its ``_009X``.  What pychonet leaves out is
 added here: a length check (its decoder raises IndexError on a truncated
-datagram and ignores trailing bytes), and :func:`build_frame` for a node's
-answers, whose SEOJ is the answering object (pychonet's builder always writes
-the controller object 0x05FF01 as SEOJ).
+datagram and ignores trailing bytes), and :func:`build_frame` for every frame
+we send: pychonet's builder always writes the controller object 0x05FF01 as
+SEOJ (a node's answers need their own) and refuses object classes it does
+not know.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pychonet.lib.epc_functions import _009X
-from pychonet.lib.functions import DecodeEchonetMsgError, buildEchonetMsg, decodeEchonetMsg
+from pychonet.lib.functions import DecodeEchonetMsgError, decodeEchonetMsg
 
 EHD1, EHD2 = 0x10, 0x81
 ENL_PORT = 3610
@@ -96,15 +96,10 @@ def parse(data: bytes) -> Frame:
 
 
 def build_request(tid: int, deoj: EOJ, esv: int, props: list[tuple[int, bytes]]) -> bytes:
-    """A controller's request (SEOJ 0x05FF01) built by pychonet; ``props`` as (epc, edt) with b"" for Get."""
-    opc = []
-    for epc, edt in props:
-        if edt:
-            opc.append({"EPC": epc, "PDC": len(edt), "EDT": int.from_bytes(edt, "big")})
-        else:
-            opc.append({"EPC": epc, "PDC": 0})
-    return bytes(buildEchonetMsg({"TID": tid, "DEOJGC": deoj[0], "DEOJCC": deoj[1], "DEOJCI": deoj[2],
-                                  "ESV": esv, "OPC": opc}))
+    """A controller's request (SEOJ 0x05FF01); ``props`` as (epc, edt) with b"" for Get.  Built by
+    :func:`build_frame`, not pychonet's ``buildEchonetMsg``: that refuses classes it does not know (a
+    user-defined 0x0F group, an unlisted 0x02 class), which a node on a real LAN may well list."""
+    return build_frame(tid, CONTROLLER, deoj, esv, props)
 
 
 def build_frame(tid: int, seoj: EOJ, deoj: EOJ, esv: int, props: list[tuple[int, bytes]]) -> bytes:

@@ -19,27 +19,18 @@ import xml.etree.ElementTree as ET
 from datetime import datetime, timedelta, timezone
 
 from ems.central.jma.models import INTENSITIES, EarthquakeInfo, IntensityArea, JmaParseError, TsunamiItem
+# The parser's element helpers (found by local name, whatever the namespace version); the parser imports this
+# module only inside its functions, so there is no import cycle at load time.
+from ems.central.jma.parser import _FULLWIDTH_DIGITS as _FULLWIDTH
+from ems.central.jma.parser import _child as _kid
+from ems.central.jma.parser import _children, _local
+from ems.central.jma.parser import _text as _txt
 
 _COORD3 = re.compile(r"([+-]\d+(?:\.\d+)?)([+-]\d+(?:\.\d+)?)(?:([+-]\d+(?:\.\d+)?))?/")
-_FULLWIDTH = str.maketrans("０１２３４５６７８９", "0123456789")
-
-
-def _local(tag: str) -> str:
-    return tag.rsplit("}", 1)[-1] if isinstance(tag, str) else ""
 
 
 def _kids(el: ET.Element | None, name: str) -> list[ET.Element]:
-    return [c for c in el if _local(c.tag) == name] if el is not None else []
-
-
-def _kid(el: ET.Element | None, name: str) -> ET.Element | None:
-    found = _kids(el, name)
-    return found[0] if found else None
-
-
-def _txt(el: ET.Element | None, name: str | None = None) -> str:
-    node = _kid(el, name) if name else el
-    return (node.text or "").strip() if node is not None else ""
+    return list(_children(el, name)) if el is not None else []
 
 
 def _time(text: str) -> datetime | None:
