@@ -41,13 +41,6 @@ USER_AGENT = "shelter-ems/0.1 (JMA warning reader)"
 Fetch = Callable[[str], bytes]
 
 
-def is_wanted_title(title: str) -> bool:
-    """True for entry titles of the reports we read: weather warnings (present format and the 2026
-    per-hazard 気象警報・注意報（Ｒ０６）（…） telegrams), typhoon, seismic-intensity and tsunami reports.
-    Others (地方海上警報, 集約通報, …) are not even fetched."""
-    return is_read_title(title)
-
-
 @dataclass(frozen=True)
 class FeedEntry:
     """One Atom entry: title, id, updated (UTC, None if missing), link to the report XML, author."""
@@ -212,7 +205,7 @@ class AtomFeedReader:
             self._failed(where, exc)
             return []
         self._ok(where)
-        wanted = [e for e in entries if is_wanted_title(e.title)]
+        wanted = [e for e in entries if is_read_title(e.title)]  # others (地方海上警報, 集約通報, …) not fetched
         oldest = datetime.min.replace(tzinfo=timezone.utc)
         return sorted(wanted, key=lambda e: e.updated or oldest)
 

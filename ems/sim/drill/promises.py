@@ -401,8 +401,9 @@ def _arrival_checks(fleet: FleetConfig, halls: dict[str, HallResult], actions: l
                                 f"{arrival:%m-%d %H:%M}Z"))
             continue
         # Could it have? Charging power is limited by the battery, the inverter and the grid connection.
-        charge_w = min(site.battery.max_charge_w, site.inverter.rated_w, site.grid.import_limit_w)
-        eff = getattr(site.battery, "charge_efficiency", 1.0) or 1.0
+        policy = site.safety_policy()  # the limits the guard enforces
+        charge_w = min(policy.max_charge_w, policy.grid_import_limit_w)
+        eff = policy.charge_efficiency
         missing_wh = max(0.0, (h.h_disaster - (h.hours_at_warning or 0.0)) * h.critical_w)
         need_h = missing_wh / (charge_w * eff) if charge_w > 0 else float("inf")
         if need_h > lead_h or h.battery_failed:

@@ -8,7 +8,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from ems.central.jma.feed import AtomFeedReader, UrlFetcher, is_wanted_title, parse_feed
+from ems.central.jma.feed import AtomFeedReader, UrlFetcher, parse_feed
+from ems.central.jma.parser import is_read_title
 from ems.central.jma.models import JmaParseError
 
 from .helpers import SAMPLES, atom_feed, sample
@@ -103,16 +104,16 @@ def test_source_must_be_url_or_folder(tmp_path):
 
 
 def test_titles():
-    assert is_wanted_title(WARN) and is_wanted_title("気象警報・注意報（Ｈ２７）")
-    assert is_wanted_title("台風解析・予報情報（５日予報）（Ｈ３０）")
+    assert is_read_title(WARN) and is_read_title("気象警報・注意報（Ｈ２７）")
+    assert is_read_title("台風解析・予報情報（５日予報）（Ｈ３０）")
     # The 2026 per-hazard telegrams (VPWW55-61), as titled in JMA's feed since 2026-05-29.
     for hazard in ("大雨", "土砂", "高潮", "暴風", "波浪", "大雪", "その他注意報"):
-        assert is_wanted_title(f"気象警報・注意報（Ｒ０６）（{hazard}）"), hazard
-    assert is_wanted_title("震度速報") and is_wanted_title("震源・震度に関する情報")
-    assert is_wanted_title("津波警報・注意報・予報a")
+        assert is_read_title(f"気象警報・注意報（Ｒ０６）（{hazard}）"), hazard
+    assert is_read_title("震度速報") and is_read_title("震源・震度に関する情報")
+    assert is_read_title("津波警報・注意報・予報a")
     for other in ("府県天気予報", "地方海上警報（Ｈ２８）", "気象警報・注意報（Ｒ０６）（集約通報）",
                   "気象警報・注意報時系列情報（Ｒ０６）", "土砂災害警戒情報", "震源に関する情報", "気象特別警報報知"):
-        assert not is_wanted_title(other), other
+        assert not is_read_title(other), other
 
 
 def test_parse_feed_errors():
