@@ -90,12 +90,11 @@ class JmaStatus:
     reports_seen: int = 0
     switches: int = 0
     last_error: str | None = None
-    #: The JMA trigger (ems.central.jma.trigger.WarningTrigger), for the last telegram of each kind and what
-    #: it did, and the typhoon arrival forecast per hall.
-    trigger: Any = None
 
-    def to_dict(self) -> dict[str, Any]:
-        t = self.trigger
+    def to_dict(self, trigger: Any = None) -> dict[str, Any]:
+        """With ``trigger`` (ems.central.jma.trigger.WarningTrigger): the last telegram of each kind and what
+        it did, and the typhoon arrival forecast per hall."""
+        t = trigger
         return {"enabled": self.enabled, "source": self.source,
                 "last_poll_at": self.last_poll_at.isoformat() if self.last_poll_at else None,
                 "reports_seen": self.reports_seen, "switches": self.switches, "last_error": self.last_error,
@@ -165,8 +164,7 @@ class CentralService:
         self.alarms = alarms
         self.history = history
         self.jma = jma
-        self.jma_status = JmaStatus(enabled=jma is not None, source=jma.source if jma else None,
-                                    trigger=jma.trigger if jma else None)
+        self.jma_status = JmaStatus(enabled=jma is not None, source=jma.source if jma else None)
         #: Prices and weather for the gateways (ems.central.market.MarketPublisher), or None.
         self.market = market
         #: Critical alarms and offline halls to operators by webhook / e-mail (ems.central.notify), or None.
@@ -318,16 +316,11 @@ class CentralService:
 
     def _typhoon_arrivals(self) -> dict[str, datetime]:
         """When the JMA forecasts a typhoon's storm-force wind at each hall it reaches (UTC)."""
-        trigger = self.jma_status.trigger
-        if trigger is None:
-            return {}
-        out = {}
-        for site_id, a in trigger.typhoon_arrivals().items():
-            try:
-                out[site_id] = datetime.fromisoformat(a["arrival"])
-            except (KeyError, TypeError, ValueError):
-                continue
-        return out
+        return self.jma.trigger.arrival_times() if self.jma is not None else {}
+
+    def jma_status_dict(self) -> dict[str, Any]:
+        """The JMA poller's status with what its trigger did last and the typhoon arrivals."""
+        return self.jma_status.to_dict(self.jma.trigger if self.jma is not None else None)
 
     def fleet_rows(self, area: str | None = None) -> list[dict[str, Any]]:
         """Every hall (optionally of one area code), in fleet file order."""

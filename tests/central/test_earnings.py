@@ -170,11 +170,13 @@ def test_reserve_outlook_against_a_typhoon():
 
 
 def test_fleet_rows_use_the_jma_typhoon_arrival(env):
-    class Trigger:  # the one method of ems.central.jma.trigger.WarningTrigger the outlook reads
-        def typhoon_arrivals(self):
-            return {"hall-01": {"arrival": (env.service.clock() + timedelta(minutes=30)).isoformat()}}
+    from ems.central.jma.trigger import TyphoonArrival, WarningTrigger
+    from ems.central.service import JmaParts
 
-    env.service.jma_status.trigger = Trigger()
+    trigger = WarningTrigger(env.service.fleet.sites)
+    now = env.service.clock()
+    trigger._arrivals["hall-01"] = TyphoonArrival("2613", "TEST", now + timedelta(minutes=30), now, "暴風警戒域")
+    env.service.jma = JmaParts(reader=None, trigger=trigger)
     rows = {r["site"]: r["outlook"] for r in env.service.fleet_rows()}
     assert rows["hall-01"]["deadline"] == "typhoon" and rows["hall-02"]["deadline"] == "horizon"
 

@@ -38,7 +38,7 @@ def test_disaster_panel_shows_forecast_arrival(tmp_path, fleet):
     trigger = WarningTrigger(sites)
     env.service.jma = JmaParts(AtomFeedReader(str(folder), tmp_path / "seen.sqlite"), trigger, poll_s=3600,
                                source=str(folder))
-    env.service.jma_status.trigger, env.service.jma_status.enabled = trigger, True
+    env.service.jma_status.enabled = True
     assert asyncio.run(env.service.poll_jma_once()) == 1  # the typhoon switched hall-06; the advisory did not
     sugs = {s.site: s for s in env.service.open_suggestions()}
     assert set(sugs) == {"hall-03", "hall-04", "hall-06"}  # the coastal halls of 鳥取県 (540)

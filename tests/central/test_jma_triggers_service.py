@@ -26,7 +26,6 @@ def test_earthquake_switch_is_audited_and_the_status_shows_each_kind(tmp_path, f
     (folder / "b_drill.xml").write_bytes(drill.replace(b"0121400", b"3120400"))  # a drill for 境港市
     env.service.jma = JmaParts(AtomFeedReader(str(folder), tmp_path / "seen.sqlite"),
                                WarningTrigger(fleet.sites, quake_min_intensity="3"), poll_s=3600, source=str(folder))
-    env.service.jma_status.trigger = env.service.jma.trigger
     env.service.jma_status.enabled = True
     # 境港市 震度３ (hall-06), and 日南町 (hall-14), not listed, by its area 鳥取県西部 (3); 米子市 2, 大山町 1.
     assert asyncio.run(env.service.poll_jma_once()) == 2
@@ -60,7 +59,6 @@ def test_typhoon_arrival_is_in_the_api(tmp_path, fleet):
     trigger = WarningTrigger(sites)
     env.service.jma = JmaParts(AtomFeedReader(str(folder), tmp_path / "seen.sqlite"), trigger, poll_s=3600,
                                source=str(folder))
-    env.service.jma_status.trigger = trigger
     assert asyncio.run(env.service.poll_jma_once()) == 1
     api = Api(env)
     try:

@@ -34,7 +34,7 @@ def fleet(request: Request, area: str | None = Query(None, pattern=r"^\d{6,7}$",
     known.sort(key=lambda r: r[sort].lower() if isinstance(r[sort], str) else r[sort], reverse=desc)
     rows = known + [r for r in rows if r.get(sort) is None]  # unknown values last, either way
     return {"time": service.clock().isoformat(), "halls": rows, "areas": service.areas(),
-            "jma": service.jma_status.to_dict(), "suggestions": [s.to_dict() for s in service.open_suggestions()],
+            "jma": service.jma_status_dict(), "suggestions": [s.to_dict() for s in service.open_suggestions()],
             "market": service.market_status(),
             "notify": dict(service.notifier.status) if service.notifier is not None else None}
 

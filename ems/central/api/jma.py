@@ -13,13 +13,13 @@ router = APIRouter(prefix="/api/jma", tags=["jma"], responses=NEEDS_LOGIN)
 
 @router.get("/status", summary="What the JMA poller did last")
 def status(request: Request, _: Principal = Depends(require(Permission.VIEW_FLEET))) -> dict:
-    return service_of(request).jma_status.to_dict()
+    return service_of(request).jma_status_dict()
 
 
 @router.get("/arrivals", summary="Forecast arrival of typhoon storm-force wind per hall (within the lead time)")
 def arrivals(request: Request, _: Principal = Depends(require(Permission.VIEW_FLEET))) -> dict:
-    status = service_of(request).jma_status.to_dict()
-    return {"arrivals": status["typhoon_arrivals"]}
+    jma = service_of(request).jma
+    return {"arrivals": jma.trigger.typhoon_arrivals() if jma is not None else {}}
 
 
 @router.get("/suggestions", summary="Open suggestions: warnings cancelled, the hall may return to VPP")

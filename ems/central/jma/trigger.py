@@ -265,6 +265,10 @@ class WarningTrigger:
         """Forecast arrival of storm-force wind per site (only sites a typhoon reaches within the lead time)."""
         return {site: a.to_dict() for site, a in self._arrivals.items()}
 
+    def arrival_times(self) -> dict[str, datetime]:
+        """The same forecast as times (UTC) per site."""
+        return {site: a.arrival for site, a in self._arrivals.items()}
+
     def last_reports(self) -> dict[str, dict]:
         """The last telegram of each kind (warning, warning-r06, typhoon, earthquake, tsunami) and what it did."""
         return {kind: r.to_dict() for kind, r in self._last.items()}
