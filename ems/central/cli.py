@@ -8,7 +8,8 @@ Wiring (the lead adds it to ems/cli.py)::
 Files in ``data_dir``: ``users.sqlite`` (users and sessions; create the
 first admin with ``ems users add --db <data_dir>/users.sqlite --role admin NAME``),
 ``audit.sqlite``, ``alarms.sqlite``, ``history.sqlite`` (local history),
-``jma-seen.sqlite`` (feed entries already read).  A damaged one is moved aside
+``jma-seen.sqlite`` (feed entries already read), ``operations.sqlite`` (recent operations with their
+commands: a restart sends again what was never answered).  A damaged one is moved aside
 as ``<name>.corrupt-<UTC time>`` and started afresh, with a central alarm
 (ems.central.sqlite_recovery).
 
@@ -32,6 +33,7 @@ from ems.central.config import CentralConfig, load_central_config
 from ems.central.history import HistoryBackend, InfluxHistory, LocalHistory, NoHistory
 from ems.central.market import JepxCsvFeed, MarketPublisher, PriceFeed, SyntheticFeed
 from ems.central.notify import Notifier
+from ems.central.operations import OperationLog
 from ems.central.service import CentralService, CommandLink, JmaParts, Security
 from ems.central.sqlite_recovery import OnRecovered, Recovery, raise_store_alarms
 from ems.config import FleetConfig, load_fleet
@@ -130,10 +132,12 @@ def build_service(cfg: CentralConfig, fleet: FleetConfig | None = None, *, mqtt_
     market = build_market(cfg, fleet, publish, clock) if publish is not None else None
     if market is None and (cfg.market.source != "none" or cfg.market.weather_file):
         raise ValueError("market: the command link cannot publish retained messages (it has no publish_retained)")
+    ack_timeout = timedelta(seconds=cfg.commands.ack_timeout_s * speed)
+    operations = OperationLog(ack_timeout, data / "operations.sqlite", on_recovered=recovered.append)
     service = CentralService(fleet, store, link, security, alarms,
                              history or build_history(cfg, recovered.append), jma=jma, market=market,
                              command_ttl=timedelta(seconds=cfg.commands.ttl_s * speed),
-                             ack_timeout=timedelta(seconds=cfg.commands.ack_timeout_s * speed),
+                             ack_timeout=ack_timeout, operations=operations,
                              stale_after=timedelta(seconds=cfg.stale_after_s * speed), public_page=cfg.public_page,
                              notifier=Notifier(cfg.notify, cfg.base_dir) if cfg.notify.enabled else None,
                              **({"clock": clock} if clock is not None else {}))

@@ -4,21 +4,40 @@ A disaster switch, a return to VPP or a VPP dispatch becomes one
 :class:`Operation` with one :class:`SiteCommand` per command sent.  Acks
 coming back over MQTT are matched by command id; commands without an answer
 after the ack timeout are marked ``timeout`` (a late ack still counts).
-Kept in memory, bounded: the audit log is the durable record.
+
+The log is bounded (the latest :data:`KEPT_OPERATIONS`); the audit log is
+the permanent record.  Given a file, it is also kept in SQLite, with each
+command's envelope as sent, so that a restarted central service still shows
+the operations of the event in progress, matches their late acks, and sends
+again what may never have reached the broker (:meth:`OperationLog.undelivered`):
+a command published while the broker was away waits in the MQTT client's
+memory, and a restart in that time would lose it without a trace.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import secrets
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
+
+from ems.central.sqlite_recovery import OnRecovered, open_sqlite_or_recover
+
+log = logging.getLogger(__name__)
 
 #: Statuses of one command: sent → ok | refused | failed; timeout while no ack came in time.
 FINAL = ("ok", "refused", "failed")
 KEPT_OPERATIONS = 500
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS operations (id TEXT PRIMARY KEY, created_at TEXT NOT NULL, body TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS operations_created ON operations (created_at);
+"""
 
 
 @dataclass
@@ -35,12 +54,34 @@ class SiteCommand:
     code: str | None = None
     error: str | None = None
     outcome: Any = None
+    #: The envelope as published (JSON text) and when it expires: what a restarted service sends again.
+    envelope: str = ""
+    expires_at: datetime | None = None
+    #: Times it was sent again after a restart of the central service.
+    resent: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {"site": self.site, "command_id": self.command_id, "kind": self.kind, "payload": self.payload,
                 "sent_at": self.sent_at.isoformat(), "status": self.status,
                 "acked_at": self.acked_at.isoformat() if self.acked_at else None,
-                "code": self.code, "error": self.error, "outcome": self.outcome}
+                "code": self.code, "error": self.error, "outcome": self.outcome, "resent": self.resent}
+
+    def stored(self) -> dict[str, Any]:
+        """:meth:`to_dict` plus what only the store needs (the envelope and its expiry)."""
+        return {**self.to_dict(), "envelope": self.envelope,
+                "expires_at": self.expires_at.isoformat() if self.expires_at else None}
+
+    @classmethod
+    def from_stored(cls, d: dict[str, Any]) -> "SiteCommand":
+        return cls(d["site"], d["command_id"], d["kind"], d["payload"], datetime.fromisoformat(d["sent_at"]),
+                   d["status"], datetime.fromisoformat(d["acked_at"]) if d.get("acked_at") else None,
+                   d.get("code"), d.get("error"), d.get("outcome"), d.get("envelope") or "",
+                   datetime.fromisoformat(d["expires_at"]) if d.get("expires_at") else None, int(d.get("resent") or 0))
+
+    def unanswered(self, now: datetime) -> bool:
+        """No final ack yet and the site would still take the envelope (not expired)."""
+        return (self.status not in FINAL and bool(self.envelope) and self.expires_at is not None
+                and now < self.expires_at)
 
 
 @dataclass
@@ -71,15 +112,77 @@ class Operation:
                 "created_at": self.created_at.isoformat(), "scope": self.scope, "counts": self.counts(),
                 "done": self.done, "commands": [c.to_dict() for c in self.commands], "details": self.details}
 
+    def stored(self) -> str:
+        """The JSON text kept in the store."""
+        return json.dumps({**self.to_dict(), "commands": [c.stored() for c in self.commands]}, default=str)
+
+    @classmethod
+    def from_stored(cls, text: str) -> "Operation":
+        d = json.loads(text)
+        return cls(d["id"], d["kind"], d["actor"], d["reason"], datetime.fromisoformat(d["created_at"]),
+                   d["scope"], [SiteCommand.from_stored(c) for c in d["commands"]], d.get("details") or {})
+
 
 class OperationLog:
-    """Recent operations and the command id → operation index (thread-safe)."""
+    """Recent operations and the command id → operation index (thread-safe); kept in the SQLite file
+    ``db_path`` too when one is given (a damaged file is moved aside and started afresh, see
+    ems.central.sqlite_recovery; a row that cannot be read is skipped with a log line naming it)."""
 
-    def __init__(self, ack_timeout: timedelta = timedelta(seconds=30)):
+    def __init__(self, ack_timeout: timedelta = timedelta(seconds=30), db_path: str | Path | None = None,
+                 on_recovered: OnRecovered | None = None):
         self.ack_timeout = ack_timeout
         self._lock = threading.Lock()
         self._ops: OrderedDict[str, Operation] = OrderedDict()
         self._by_command: dict[str, tuple[str, int]] = {}
+        self._db = None
+        if db_path is not None:
+            self._db = open_sqlite_or_recover(db_path, _SCHEMA, what="operation log", on_recovered=on_recovered)
+            self._load()
+
+    def _load(self) -> None:
+        assert self._db is not None
+        rows = self._db.execute("SELECT id, body FROM (SELECT id, body, created_at FROM operations "
+                                "ORDER BY created_at DESC LIMIT ?) ORDER BY created_at", (KEPT_OPERATIONS,))
+        for op_id, body in rows.fetchall():
+            try:
+                op = Operation.from_stored(body)
+            except (ValueError, KeyError, TypeError, IndexError) as exc:
+                log.error("operation log: row %s cannot be read (%s: %s); skipped", op_id, type(exc).__name__, exc)
+                continue
+            self._index(op)
+        self._db.execute("DELETE FROM operations WHERE created_at < COALESCE((SELECT MIN(created_at) FROM "
+                         "(SELECT created_at FROM operations ORDER BY created_at DESC LIMIT ?)), '')",
+                         (KEPT_OPERATIONS,))
+
+    def close(self) -> None:
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+    def _save(self, op: Operation) -> None:
+        # Under self._lock.  A store that cannot be written (full disk) must not lose the command in memory
+        # or stop the ack from counting: the operation stays here, only a restart would forget it.
+        if self._db is None:
+            return
+        try:
+            self._db.execute("INSERT OR REPLACE INTO operations (id, created_at, body) VALUES (?, ?, ?)",
+                             (op.id, op.created_at.isoformat(), op.stored()))
+        except Exception as exc:
+            log.error("operation log: cannot store %s (%s); it is kept in memory only", op.id, exc)
+
+    def _index(self, op: Operation) -> list[str]:
+        """Add ``op`` to memory; returns the ids of operations dropped to stay within the bound."""
+        self._ops[op.id] = op
+        for i, c in enumerate(op.commands):
+            self._by_command[c.command_id] = (op.id, i)
+        dropped = []
+        while len(self._ops) > KEPT_OPERATIONS:
+            _, old = self._ops.popitem(last=False)
+            dropped.append(old.id)
+            for c in old.commands:
+                self._by_command.pop(c.command_id, None)
+        return dropped
 
     @staticmethod
     def new_id(now: datetime) -> str:
@@ -87,13 +190,13 @@ class OperationLog:
 
     def add(self, op: Operation) -> None:
         with self._lock:
-            self._ops[op.id] = op
-            for i, c in enumerate(op.commands):
-                self._by_command[c.command_id] = (op.id, i)
-            while len(self._ops) > KEPT_OPERATIONS:
-                _, old = self._ops.popitem(last=False)
-                for c in old.commands:
-                    self._by_command.pop(c.command_id, None)
+            dropped = self._index(op)
+            self._save(op)
+            if self._db is not None and dropped:
+                try:
+                    self._db.executemany("DELETE FROM operations WHERE id = ?", [(i,) for i in dropped])
+                except Exception as exc:
+                    log.error("operation log: cannot delete old operations (%s)", exc)
 
     def on_ack(self, ack: dict[str, Any], now: datetime) -> tuple[Operation, SiteCommand] | None:
         """Record an ack; returns (operation, command) if it answers one of ours, else None."""
@@ -106,10 +209,15 @@ class OperationLog:
             cmd = op.commands[where[1]]
             if ack.get("site") not in (None, cmd.site):
                 return None  # an ack for our id from another site is not an answer
+            if cmd.resent and ack.get("code") == "replayed":
+                # Our own second sending of a command the site had already taken: its answer to the first
+                # one is the outcome (it waits in the broker for us, or came already).
+                return None
             status = ack.get("status")
             cmd.status = status if status in FINAL else "failed"
             cmd.acked_at = now
             cmd.code, cmd.error, cmd.outcome = ack.get("code"), ack.get("error"), ack.get("outcome")
+            self._save(op)
             return op, cmd
 
     def expire(self, now: datetime) -> list[tuple[Operation, SiteCommand]]:
@@ -121,7 +229,21 @@ class OperationLog:
                     if c.status == "sent" and now - c.sent_at > self.ack_timeout:
                         c.status = "timeout"
                         out.append((op, c))
+            for op in {op.id: op for op, _ in out}.values():
+                self._save(op)
         return out
+
+    def undelivered(self, now: datetime) -> list[tuple[Operation, SiteCommand]]:
+        """Commands without a final ack whose envelope has not expired, oldest first: after a restart,
+        what may never have left the previous process."""
+        with self._lock:
+            return [(op, c) for op in self._ops.values() for c in op.commands if c.unanswered(now)]
+
+    def mark_resent(self, op: Operation, cmd: SiteCommand) -> None:
+        """``cmd`` was published again (a "replayed" refusal of it is then not its outcome)."""
+        with self._lock:
+            cmd.resent += 1
+            self._save(op)
 
     def get(self, op_id: str) -> Operation | None:
         with self._lock:

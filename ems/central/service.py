@@ -154,7 +154,7 @@ class CentralService:
                  command_ttl: timedelta = timedelta(minutes=5), ack_timeout: timedelta = timedelta(seconds=30),
                  stale_after: timedelta = timedelta(seconds=60), public_page: bool = True,
                  clock: Callable[[], datetime] = _utcnow, market: "MarketPublisher | None" = None,
-                 notifier: "Notifier | None" = None):
+                 notifier: "Notifier | None" = None, operations: OperationLog | None = None):
         self.fleet = fleet
         self.sites: dict[str, SiteConfig] = {s.id: s for s in fleet.sites}
         self.store = store
@@ -173,7 +173,8 @@ class CentralService:
         self.stale_after = stale_after
         self.public_page = public_page
         self.clock = clock
-        self.operations = OperationLog(ack_timeout)
+        #: Operations and their commands; given a stored log (build_service), those of the previous run too.
+        self.operations = operations if operations is not None else OperationLog(ack_timeout)
         self.suggestions: list[Suggestion] = []
         self._tasks: list[asyncio.Task] = []
         store.add_listener(self._on_view)
@@ -183,6 +184,9 @@ class CentralService:
         """Connect the link and start the background tasks (call inside the server's event loop)."""
         self.link.start()
         self._tasks.append(asyncio.create_task(self._expire_loop(), name="ack-timeouts"))
+        unanswered = self.operations.undelivered(self.clock())
+        if unanswered:
+            self._tasks.append(asyncio.create_task(self._send_again(unanswered), name="resend-unanswered"))
         if self.jma is not None:
             self._tasks.append(asyncio.create_task(self._jma_loop(), name="jma-poller"))
         if self.market is not None:
@@ -242,6 +246,24 @@ class CentralService:
 
     #: How often expired login sessions are deleted [s].
     SESSION_PURGE_S = 300.0
+
+    async def _send_again(self, unanswered: list[tuple[Operation, SiteCommand]]) -> None:
+        """Publish again, once the link is up, the commands the previous run sent but never heard back about.
+
+        The previous process may have held them in its MQTT client's memory while the broker was away; the
+        site refuses a second copy of a command it already took (replay protection), and that refusal is
+        not counted as the outcome (:meth:`OperationLog.on_ack`)."""
+        while not self.link.connected:
+            await asyncio.sleep(0.2)
+        now = self.clock()
+        for op, cmd in unanswered:
+            if not cmd.unanswered(now):
+                continue  # answered (the ack was waiting in the broker) or expired meanwhile
+            self.operations.mark_resent(op, cmd)
+            self.link.publish_raw(SiteTopics(cmd.site).command(cmd.kind), cmd.envelope)
+            self.audit.append("central", "command_resent", cmd.site, reason="unanswered before a restart",
+                              details={"command_id": cmd.command_id, "operation": op.id, "kind": cmd.kind})
+        log.info("sent %d unanswered command(s) of the previous run again", len(unanswered))
 
     def expire_commands(self) -> None:
         """Mark commands without an ack in time as timed out, and audit each."""
@@ -393,8 +415,10 @@ class CentralService:
     def _send(self, site: str, kind: str, payload: dict[str, Any], actor: str, now: datetime) -> SiteCommand:
         env = new_command(site, kind, payload, issued_by=actor if actor == JMA_ACTOR else f"user:{actor}",
                           ttl=self.command_ttl, now=now)
-        cmd = SiteCommand(site, env["id"], kind, env["payload"], now)
-        self.link.publish_raw(SiteTopics(site).command(kind), to_json(env))
+        text = to_json(env)
+        cmd = SiteCommand(site, env["id"], kind, env["payload"], now, envelope=text.decode(),
+                          expires_at=datetime.fromisoformat(env["expires_at"]))
+        self.link.publish_raw(SiteTopics(site).command(kind), text)
         return cmd
 
     def switch_mode(self, site_ids: list[str], mode: str, reason: str, actor: str, kind: str,

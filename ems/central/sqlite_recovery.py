@@ -73,6 +73,8 @@ _CONSEQUENCES = {
                                  "active alarms come back with their next state messages"),
     "history.sqlite": ("warning", "the charts start empty; the earlier history is in the moved file"),
     "jma-seen.sqlite": ("warning", "JMA reports still in the feed are read again, as at a first start"),
+    "operations.sqlite": ("warning", "the operations list starts empty and commands the previous run sent "
+                                     "without an answer are not sent again: check the halls' modes"),
 }
 
 #: Alarm code of a damaged store replaced by a fresh one.

@@ -181,7 +181,7 @@ class CentralServer:
         if service is not None:
             _close_quietly(service.security.users.close, service.security.sessions.close,
                            service.security.audit.close, getattr(service.alarms, "close", None),
-                           getattr(service.history, "close", None),
+                           getattr(service.history, "close", None), service.operations.close,
                            getattr(service.jma.reader, "close", None) if service.jma else None)
 
     def restart(self) -> float:

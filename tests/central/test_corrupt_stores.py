@@ -29,7 +29,8 @@ from tests.central.conftest import random_password, state_message
 from tests.netutil import free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[2]
-STORES = ("users.sqlite", "audit.sqlite", "alarms.sqlite", "history.sqlite", "jma-seen.sqlite")
+STORES = ("users.sqlite", "audit.sqlite", "alarms.sqlite", "history.sqlite", "jma-seen.sqlite",
+          "operations.sqlite")
 DAMAGE = ("garbage", "truncated", "not_sqlite")
 T0 = datetime(2026, 9, 15, 3, 0, tzinfo=timezone.utc)
 
@@ -68,7 +69,7 @@ def _build(tmp_path: Path):
 
 def _close(service) -> None:
     for close in (service.security.users.close, service.security.sessions.close, service.audit.close,
-                  service.alarms.close, service.history.close, service.jma.reader.close):
+                  service.alarms.close, service.history.close, service.jma.reader.close, service.operations.close):
         close()
 
 
@@ -86,6 +87,7 @@ def _populate(tmp_path: Path) -> dict:
                                             "message": "BMS"}], T0)
     service.history.record_state("hall-01", state_message("hall-01", time=T0), T0)
     service.jma.reader._mark("entry-1", "parsed")
+    op = service.switch_mode(["hall-01"], "disaster_reserve", "typhoon", "root1", "disaster")
     _close(service)
     for name in STORES:
         con = sqlite3.connect(tmp_path / "data" / name)
@@ -94,7 +96,7 @@ def _populate(tmp_path: Path) -> dict:
         con.commit()
         con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         con.close()
-    return {"password": password, "token": token}
+    return {"password": password, "token": token, "operation": op.id}
 
 
 def _damage(path: Path, how: str) -> bytes:
@@ -146,11 +148,15 @@ def test_service_starts_with_a_damaged_store(tmp_path, name, how, caplog):
             assert service.history.series("hall-01", T0.replace(hour=2), T0.replace(hour=4)).series["soc_pct"]
         if name != "jma-seen.sqlite":
             assert service.jma.reader.seen("entry-1")
+        if name != "operations.sqlite":
+            assert service.operations.get(before["operation"]).commands[0].site == "hall-01"
+        else:
+            assert service.operations.recent() == [] and "check the halls' modes" in alarms[0].message
         res = service.audit.verify()
         if name == "audit.sqlite":
             assert alarms[0].severity == "critical" and "verify" in alarms[0].message
             # The records of the damaged file are gone from this log: verify says so, and where they went.
-            assert not res.ok and res.cuts[0]["kind"] == "replaced" and res.cuts[0]["head_seq"] == 5
+            assert not res.ok and res.cuts[0]["kind"] == "replaced" and res.cuts[0]["head_seq"] == 6  # 5 logins, 1 switch
             assert moved[0].name in res.cuts[0]["note"] and "replaced" in res.problem
         else:
             assert res.ok, res

@@ -38,7 +38,7 @@ DYNAMIC = {
     "severity.": ["info", "warning", "critical"],
     "role.": [r.value for r in Role],
     "action.": ["login", "login_failed", "logout", "mode_switch", "dispatch", "alarm_ack", "jma_warning",
-                "jma_cancelled", "mode"],
+                "jma_cancelled", "mode", "ack_timeout", "command_resent"],
     "public.power.": ["grid", "battery", "none", "unknown"],
     "lang.switch_to_": ["ja", "en"],
     "range.": ["1h", "6h", "24h", "7d", "30d"],

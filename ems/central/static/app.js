@@ -791,7 +791,7 @@ VIEWS.money = box => {
 };
 
 // ---------------------------------------------------------------- audit
-const AUDIT_ACTIONS = ["login", "login_failed", "logout", "mode_switch", "dispatch", "ack", "ack_timeout", "alarm_ack", "jma_warning", "jma_cancelled", "user_added", "token_created"];
+const AUDIT_ACTIONS = ["login", "login_failed", "logout", "mode_switch", "dispatch", "ack", "ack_timeout", "command_resent", "alarm_ack", "jma_warning", "jma_cancelled", "user_added", "token_created"];
 VIEWS.audit = box => {
   const action = h("select", { id: "audit-action", "aria-label": t("audit.filter"), onchange: () => load() }, ["", ...AUDIT_ACTIONS].map(a => h("option", { value: a }, a ? actionName(a) : t("audit.all_actions"))));
   const verifyOut = h("span", { id: "audit-verify-result", role: "status" });
