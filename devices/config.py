@@ -79,11 +79,6 @@ class EchonetLiteTransport(StrictModel):
     instance: int = Field(default=1, ge=1, le=0x7F)
     local_port: int = Field(default=3610, ge=0, le=65535)
 
-    @property
-    def endpoint(self) -> tuple[str, int]:
-        """(host, port) of the node."""
-        return (self.host, self.port)
-
 
 Transport = Annotated[
     ModbusTcpTransport | ModbusRtuTransport | MqttTransport | EchonetLiteTransport, Field(discriminator="kind")

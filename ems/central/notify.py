@@ -333,9 +333,10 @@ class Notifier:
         return ok
 
     async def check_once(self, service) -> int:
-        """One look at the service; returns how many events went out."""
+        """One look at the service; returns how many events went out.  The look (SQLite, every hall's row)
+        runs in a worker thread like the API's, so the event loop keeps serving meanwhile."""
         sent = 0
-        for event in self.events(service):
+        for event in await asyncio.to_thread(self.events, service):
             if await asyncio.to_thread(self.deliver, event):
                 sent += 1
         return sent

@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 
 #: Statuses of one command: sent → ok | refused | failed; timeout while no ack came in time.
 FINAL = ("ok", "refused", "failed")
+#: Command kinds that set a hall's requested mode: a later one replaces an earlier one.
+MODE_KINDS = ("mode", "setpoint")
 KEPT_OPERATIONS = 500
 
 _SCHEMA = """
@@ -134,6 +136,7 @@ class OperationLog:
         self._lock = threading.Lock()
         self._ops: OrderedDict[str, Operation] = OrderedDict()
         self._by_command: dict[str, tuple[str, int]] = {}
+        self._read_back: set[str] = set()  # ids of the operations read from the store (a previous run's)
         self._db = None
         if db_path is not None:
             self._db = open_sqlite_or_recover(db_path, _SCHEMA, what="operation log", on_recovered=on_recovered)
@@ -150,6 +153,7 @@ class OperationLog:
                 log.error("operation log: row %s cannot be read (%s: %s); skipped", op_id, type(exc).__name__, exc)
                 continue
             self._index(op)
+            self._read_back.add(op.id)
         self._db.execute("DELETE FROM operations WHERE created_at < COALESCE((SELECT MIN(created_at) FROM "
                          "(SELECT created_at FROM operations ORDER BY created_at DESC LIMIT ?)), '')",
                          (KEPT_OPERATIONS,))
@@ -234,10 +238,23 @@ class OperationLog:
         return out
 
     def undelivered(self, now: datetime) -> list[tuple[Operation, SiteCommand]]:
-        """Commands without a final ack whose envelope has not expired, oldest first: after a restart,
-        what may never have left the previous process."""
+        """Commands of the operations read from the store (the previous run's) without a final ack whose
+        envelope has not expired, oldest first: what may never have left the previous process."""
         with self._lock:
-            return [(op, c) for op in self._ops.values() for c in op.commands if c.unanswered(now)]
+            return [(op, c) for op in self._ops.values() if op.id in self._read_back
+                    for c in op.commands if c.unanswered(now)]
+
+    def superseded_by(self, cmd: SiteCommand) -> SiteCommand | None:
+        """The latest command that replaces ``cmd`` at its hall (a mode or setpoint command to the same hall
+        sent after it and not refused or failed there), or None.  Sending ``cmd`` again after it would undo a
+        newer decision; a refused one changed nothing, so it replaces nothing."""
+        if cmd.kind not in MODE_KINDS:
+            return None  # dispatch leases are per time window: a later one does not replace an earlier one
+        with self._lock:
+            later = [c for op in self._ops.values() for c in op.commands
+                     if c.site == cmd.site and c.kind in MODE_KINDS and c.sent_at > cmd.sent_at
+                     and c.status not in ("refused", "failed")]
+        return max(later, key=lambda c: c.sent_at) if later else None
 
     def mark_resent(self, op: Operation, cmd: SiteCommand) -> None:
         """``cmd`` was published again (a "replayed" refusal of it is then not its outcome)."""

@@ -256,14 +256,22 @@ class CentralService:
         while not self.link.connected:
             await asyncio.sleep(0.2)
         now = self.clock()
+        sent = 0
         for op, cmd in unanswered:
             if not cmd.unanswered(now):
                 continue  # answered (the ack was waiting in the broker) or expired meanwhile
+            newer = self.operations.superseded_by(cmd)
+            if newer is not None:
+                # Sent after the newer command it would arrive after it and undo it (a return to VPP
+                # after a JMA switch to disaster reserve, say).
+                log.info("%s: command %s not sent again: %s replaces it", cmd.site, cmd.command_id, newer.command_id)
+                continue
+            sent += 1
             self.operations.mark_resent(op, cmd)
             self.link.publish_raw(SiteTopics(cmd.site).command(cmd.kind), cmd.envelope)
             self.audit.append("central", "command_resent", cmd.site, reason="unanswered before a restart",
                               details={"command_id": cmd.command_id, "operation": op.id, "kind": cmd.kind})
-        log.info("sent %d unanswered command(s) of the previous run again", len(unanswered))
+        log.info("sent %d unanswered command(s) of the previous run again", sent)
 
     def expire_commands(self) -> None:
         """Mark commands without an ack in time as timed out, and audit each."""

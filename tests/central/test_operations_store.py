@@ -56,6 +56,10 @@ def test_undelivered_is_unanswered_and_unexpired_oldest_first(tmp_path):
     log.add(_op(3))
     log.on_ack({"command_id": "c-3-hall-01", "site": "hall-01", "status": "refused", "code": "rejected"}, T0)
     log.expire(T0 + timedelta(minutes=2))  # timed out is not answered: it may still arrive
+    assert log.undelivered(T0) == []  # this run's own commands are in its MQTT client's hands
+    log.close()
+    log = OperationLog(timedelta(seconds=30), tmp_path / "operations.sqlite")
+    log.add(_op(4))
     assert [c.command_id for _, c in log.undelivered(T0 + timedelta(minutes=2))] == ["c-2-hall-01", "c-2-hall-02"]
     assert log.undelivered(T0 + timedelta(minutes=5)) == []  # expired: the hall would refuse it
 
@@ -266,3 +270,23 @@ def test_the_hall_refuses_the_second_copy_and_its_first_answer_counts(tmp_path, 
     assert [c.id for c in hall.commands] == [cmd.command_id] and hall.mode == "disaster_reserve"  # executed once
     # Both answers are in the audit; only the first is the command's outcome.
     assert sorted((a["status"], a["code"]) for a in acks) == [("ok", None), ("refused", "replayed")], acks
+
+
+def test_a_command_replaced_by_a_newer_one_is_not_sent_again(tmp_path, fleet):
+    """A return to VPP lost in a restart must not arrive after the JMA switch that followed it."""
+    first = _service(tmp_path, fleet, RecordingLink())
+    first.service.switch_mode(["hall-01", "hall-02"], "vpp", "event over", "tanaka", "return_to_vpp")
+    first.service.operations.close()
+    link = RecordingLink()
+    link.started = False
+    second = _service(tmp_path, fleet, link)
+    jma = second.service.switch_mode(["hall-01", "hall-03"], "disaster_reserve", "JMA storm warning",
+                                     "jma-warning-service", "jma_warning")
+    refused = second.service.switch_mode(["hall-02"], "disaster_reserve", "test", "tanaka", "disaster")
+    second.service._on_ack("hall-02", {**ack_for(link.commands()[-1], status="refused"), "site": "hall-02"},
+                           second.service.clock())
+    assert asyncio.run(_run_briefly(second.service, lambda: len(link.commands()) > 3))
+    again = link.commands()[3:]
+    # hall-01's return is replaced by the JMA switch; hall-02's refused switch replaces nothing.
+    assert [(e["site"], e["payload"]["mode"]) for e in again] == [("hall-02", "vpp")], again
+    assert jma.commands[0].status == "sent" and refused.commands[0].status == "refused"
