@@ -133,3 +133,15 @@ def test_not_yaml_and_missing_file(tmp_path):
 def test_a_yes_is_not_a_number(tmp_path):
     lines = problems(tmp_path, GOOD.replace("duration_h: 10", "duration_h: yes"))
     assert any(": duration_h: " in line for line in lines), lines
+
+
+def test_an_unknown_seismic_intensity_names_the_event_and_the_intensities(tmp_path):
+    got = problems(tmp_path, """
+        name: bad-quake
+        start: "2025-09-16T00:00:00+09:00"
+        duration_h: 2
+        events:
+          - {at_h: 1, type: jma_earthquake, magnitude: 6.2, epicentre: 鳥取県東部, lat: 35.4, lon: 134.2,
+             depth_km: 10, cities: [{area: "3120100", intensity: "8"}]}
+        """)
+    assert any("events[0]" in p and "6弱" in p and "got '8'" in p for p in got), got

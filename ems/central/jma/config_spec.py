@@ -10,7 +10,6 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from devices.configfile import StrictModel
-from ems.central.jma.models import INTENSITY_NAMES
 
 Mode = Literal["switch", "suggest"]
 
@@ -38,10 +37,9 @@ class EarthquakeTrigger(StrictModel):
     @field_validator("min_intensity", mode="before")
     @classmethod
     def _intensity(cls, value: object) -> str:
-        from ems.central.jma.seismic import intensity_code
+        from ems.central.jma.seismic import checked_intensity
 
-        if intensity_code(str(value)) is None:
-            raise ValueError(f"must be a JMA seismic intensity: one of {', '.join(INTENSITY_NAMES.values())}")
+        checked_intensity(value)
         return str(value)
 
     @model_validator(mode="after")

@@ -18,7 +18,7 @@ import re
 import xml.etree.ElementTree as ET
 from datetime import datetime, timedelta, timezone
 
-from ems.central.jma.models import INTENSITIES, EarthquakeInfo, IntensityArea, JmaParseError, TsunamiItem
+from ems.central.jma.models import INTENSITIES, INTENSITY_NAMES, EarthquakeInfo, IntensityArea, JmaParseError, TsunamiItem
 # The parser's element helpers (found by local name, whatever the namespace version); the parser imports this
 # module only inside its functions, so there is no import cycle at load time.
 from ems.central.jma.parser import _FULLWIDTH_DIGITS as _FULLWIDTH
@@ -49,6 +49,15 @@ def intensity_code(text: str) -> str | None:
     """JMA intensity ("5-", "5弱", "震度５弱", "６強", "7") → one of INTENSITIES; None when not one."""
     t = text.strip().translate(_FULLWIDTH).replace("震度", "").replace("弱", "-").replace("強", "+")
     return t if t in INTENSITIES else None
+
+
+def checked_intensity(value: object) -> str:
+    """:func:`intensity_code` of a configured value; ValueError listing the intensities JMA uses when it
+    is not one (the config, the trigger and drill scenarios all check theirs here)."""
+    code = intensity_code(str(value))
+    if code is None:
+        raise ValueError(f"must be a JMA seismic intensity ({', '.join(INTENSITY_NAMES.values())}), got {value!r}")
+    return code
 
 
 def _place(el: ET.Element, level: str, where: str, at: str) -> IntensityArea | None:

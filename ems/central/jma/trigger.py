@@ -203,7 +203,7 @@ class WarningTrigger:
                  tsunami_grades: Iterable[str] = ("warning", "major_warning"), tsunami_action: ActionMode = "switch",
                  tsunami_lower_action: Literal["suggest", "none"] = "suggest", accept_drills: bool = False,
                  clock: Callable[[], datetime] | None = None) -> None:
-        from ems.central.jma.seismic import intensity_code
+        from ems.central.jma.seismic import checked_intensity
 
         self.kinds = frozenset(kinds)
         unknown = self.kinds - KNOWN_KINDS
@@ -221,10 +221,10 @@ class WarningTrigger:
             raise ValueError(f"typhoon_lead_h must be > 0 h, got {typhoon_lead_h}")
         self.quake_min_intensity = None
         if quake_min_intensity is not None:
-            self.quake_min_intensity = intensity_code(str(quake_min_intensity))
-            if self.quake_min_intensity is None:
-                raise ValueError(f"quake_min_intensity must be a JMA intensity ({', '.join(INTENSITY_NAMES.values())}),"
-                                 f" got {quake_min_intensity!r}")
+            try:
+                self.quake_min_intensity = checked_intensity(quake_min_intensity)
+            except ValueError as exc:
+                raise ValueError(f"quake_min_intensity {exc}") from None
         if (quake_radius_km is None) != (quake_min_magnitude is None):
             raise ValueError("quake_radius_km and quake_min_magnitude go together (both or neither)")
         grades = frozenset(tsunami_grades)

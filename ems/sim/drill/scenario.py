@@ -74,10 +74,12 @@ class QuakeCity(StrictModel):
 
     @model_validator(mode="after")
     def _intensity(self) -> "QuakeCity":
-        from ems.central.jma.seismic import intensity_code
+        from ems.central.jma.seismic import checked_intensity
 
-        if intensity_code(self.intensity) is None:
-            raise ValueError("intensity: must be a JMA seismic intensity (1, 2, 3, 4, 5弱, 5強, 6弱, 6強, 7)")
+        try:
+            checked_intensity(self.intensity)
+        except ValueError as exc:
+            raise ValueError(f"intensity: {exc}") from None
         return self
 
 

@@ -191,3 +191,9 @@ def test_one_earthquake_acts_once_and_holds_the_hall_for_hold_h(halls):
     assert t._active["izu-east"][f"earthquake:{quake.extra['event_id']}"].until == origin + timedelta(hours=24)
     t._expire(origin + timedelta(hours=25))
     assert "izu-east" not in t.active()
+
+
+@pytest.mark.parametrize("value", ["8", "5", "震度", "", "0"])
+def test_a_threshold_that_is_not_a_jma_intensity_is_refused_with_the_list(value):
+    with pytest.raises(ValueError, match=r"quake_min_intensity must be a JMA seismic intensity \(1, 2, 3, 4, 5弱"):
+        WarningTrigger([], quake_min_intensity=value)
