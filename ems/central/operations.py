@@ -37,8 +37,10 @@ MODE_KINDS = ("mode", "setpoint")
 KEPT_OPERATIONS = 500
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS operations (id TEXT PRIMARY KEY, created_at TEXT NOT NULL, body TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS operations_created ON operations (created_at);
+CREATE TABLE IF NOT EXISTS operations (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE,
+                                       head TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS commands (op_seq INTEGER NOT NULL REFERENCES operations (seq) ON DELETE CASCADE,
+                                     idx INTEGER NOT NULL, body TEXT NOT NULL, PRIMARY KEY (op_seq, idx));
 """
 
 
@@ -114,15 +116,34 @@ class Operation:
                 "created_at": self.created_at.isoformat(), "scope": self.scope, "counts": self.counts(),
                 "done": self.done, "commands": [c.to_dict() for c in self.commands], "details": self.details}
 
-    def stored(self) -> str:
-        """The JSON text kept in the store."""
-        return json.dumps({**self.to_dict(), "commands": [c.stored() for c in self.commands]}, default=str)
+    def stored_head(self) -> str:
+        """The operation without its commands as JSON text (written once; each command has its own row).
+        ValueError for a value that is not JSON (the store then logs it and keeps the operation in memory)."""
+        return json.dumps({k: v for k, v in self.to_dict().items() if k not in ("commands", "counts", "done")},
+                          allow_nan=False)
 
     @classmethod
-    def from_stored(cls, text: str) -> "Operation":
-        d = json.loads(text)
+    def from_stored(cls, head: str, commands: list[str]) -> "Operation":
+        d = json.loads(head)
         return cls(d["id"], d["kind"], d["actor"], d["reason"], datetime.fromisoformat(d["created_at"]),
-                   d["scope"], [SiteCommand.from_stored(c) for c in d["commands"]], d.get("details") or {})
+                   d["scope"], [SiteCommand.from_stored(json.loads(c)) for c in commands], d.get("details") or {})
+
+
+def _window(cmd: SiteCommand) -> tuple[datetime, datetime] | None:
+    try:
+        return datetime.fromisoformat(cmd.payload["start"]), datetime.fromisoformat(cmd.payload["end"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _replaces(newer: SiteCommand, older: SiteCommand) -> bool:
+    """Whether ``newer``, taken by the hall after ``older``, replaces what ``older`` asked for."""
+    if older.kind in MODE_KINDS:
+        return newer.kind in MODE_KINDS
+    if older.kind == "dispatch" and newer.kind == "dispatch":
+        a, b = _window(older), _window(newer)
+        return a is None or b is None or (b[0] < a[1] and a[0] < b[1])
+    return False
 
 
 class OperationLog:
@@ -137,6 +158,7 @@ class OperationLog:
         self._ops: OrderedDict[str, Operation] = OrderedDict()
         self._by_command: dict[str, tuple[str, int]] = {}
         self._read_back: set[str] = set()  # ids of the operations read from the store (a previous run's)
+        self._seq: dict[str, int] = {}  # operation id -> its row in the store
         self._db = None
         if db_path is not None:
             self._db = open_sqlite_or_recover(db_path, _SCHEMA, what="operation log", on_recovered=on_recovered)
@@ -144,19 +166,25 @@ class OperationLog:
 
     def _load(self) -> None:
         assert self._db is not None
-        rows = self._db.execute("SELECT id, body FROM (SELECT id, body, created_at FROM operations "
-                                "ORDER BY created_at DESC LIMIT ?) ORDER BY created_at", (KEPT_OPERATIONS,))
-        for op_id, body in rows.fetchall():
+        self._db.execute("PRAGMA foreign_keys = ON")
+        heads = self._db.execute("SELECT seq, id, head FROM (SELECT seq, id, head FROM operations ORDER BY seq DESC "
+                                 "LIMIT ?) ORDER BY seq", (KEPT_OPERATIONS,)).fetchall()
+        for seq, op_id, head in heads:
+            bodies = [b for (b,) in self._db.execute("SELECT body FROM commands WHERE op_seq = ? ORDER BY idx", (seq,))]
             try:
-                op = Operation.from_stored(body)
+                op = Operation.from_stored(head, bodies)
             except (ValueError, KeyError, TypeError, IndexError) as exc:
-                log.error("operation log: row %s cannot be read (%s: %s); skipped", op_id, type(exc).__name__, exc)
+                log.error("operation log: operation %s cannot be read (%s: %s); skipped", op_id, type(exc).__name__,
+                          exc)
                 continue
             self._index(op)
+            self._seq[op.id] = seq
             self._read_back.add(op.id)
-        self._db.execute("DELETE FROM operations WHERE created_at < COALESCE((SELECT MIN(created_at) FROM "
-                         "(SELECT created_at FROM operations ORDER BY created_at DESC LIMIT ?)), '')",
-                         (KEPT_OPERATIONS,))
+        if heads:
+            try:
+                self._db.execute("DELETE FROM operations WHERE seq < ?", (heads[0][0],))
+            except Exception as exc:  # a full disk must not keep the service from starting
+                log.error("operation log: cannot delete old operations (%s)", exc)
 
     def close(self) -> None:
         with self._lock:
@@ -164,16 +192,31 @@ class OperationLog:
                 self._db.close()
                 self._db = None
 
-    def _save(self, op: Operation) -> None:
-        # Under self._lock.  A store that cannot be written (full disk) must not lose the command in memory
-        # or stop the ack from counting: the operation stays here, only a restart would forget it.
+    # Writes run under self._lock.  A store that cannot be written (full disk) must not lose the command in
+    # memory or stop the ack from counting: the operation stays here, only a restart would forget it.
+    def _insert(self, op: Operation) -> None:
         if self._db is None:
             return
         try:
-            self._db.execute("INSERT OR REPLACE INTO operations (id, created_at, body) VALUES (?, ?, ?)",
-                             (op.id, op.created_at.isoformat(), op.stored()))
+            with self._db:
+                cur = self._db.execute("INSERT INTO operations (id, head) VALUES (?, ?)", (op.id, op.stored_head()))
+                self._seq[op.id] = cur.lastrowid
+                self._db.executemany("INSERT INTO commands (op_seq, idx, body) VALUES (?, ?, ?)",
+                                     [(cur.lastrowid, i, json.dumps(c.stored(), allow_nan=False))
+                                      for i, c in enumerate(op.commands)])
         except Exception as exc:
             log.error("operation log: cannot store %s (%s); it is kept in memory only", op.id, exc)
+
+    def _update(self, op: Operation, idx: int) -> None:
+        """Write command ``idx`` of ``op`` again (its status, ack or resend count changed): one small row."""
+        seq = self._seq.get(op.id)
+        if self._db is None or seq is None:
+            return
+        try:
+            self._db.execute("UPDATE commands SET body = ? WHERE op_seq = ? AND idx = ?",
+                             (json.dumps(op.commands[idx].stored(), allow_nan=False), seq, idx))
+        except Exception as exc:
+            log.error("operation log: cannot store command %s of %s (%s)", op.commands[idx].command_id, op.id, exc)
 
     def _index(self, op: Operation) -> list[str]:
         """Add ``op`` to memory; returns the ids of operations dropped to stay within the bound."""
@@ -184,6 +227,7 @@ class OperationLog:
         while len(self._ops) > KEPT_OPERATIONS:
             _, old = self._ops.popitem(last=False)
             dropped.append(old.id)
+            self._read_back.discard(old.id)
             for c in old.commands:
                 self._by_command.pop(c.command_id, None)
         return dropped
@@ -195,10 +239,11 @@ class OperationLog:
     def add(self, op: Operation) -> None:
         with self._lock:
             dropped = self._index(op)
-            self._save(op)
-            if self._db is not None and dropped:
+            self._insert(op)
+            gone = [self._seq.pop(i) for i in dropped if i in self._seq]
+            if self._db is not None and gone:
                 try:
-                    self._db.executemany("DELETE FROM operations WHERE id = ?", [(i,) for i in dropped])
+                    self._db.executemany("DELETE FROM operations WHERE seq = ?", [(g,) for g in gone])
                 except Exception as exc:
                     log.error("operation log: cannot delete old operations (%s)", exc)
 
@@ -213,15 +258,17 @@ class OperationLog:
             cmd = op.commands[where[1]]
             if ack.get("site") not in (None, cmd.site):
                 return None  # an ack for our id from another site is not an answer
-            if cmd.resent and ack.get("code") == "replayed":
-                # Our own second sending of a command the site had already taken: its answer to the first
-                # one is the outcome (it waits in the broker for us, or came already).
+            if cmd.resent and (ack.get("code") == "replayed" or cmd.status in FINAL):
+                # An answer to our second sending of the command: "replayed" means the site had taken the
+                # first one, whose answer is the outcome (it waits in the broker for us, or came already);
+                # and once an outcome is known, a refusal of the copy (expired while the hall was away) does
+                # not undo it.
                 return None
             status = ack.get("status")
             cmd.status = status if status in FINAL else "failed"
             cmd.acked_at = now
             cmd.code, cmd.error, cmd.outcome = ack.get("code"), ack.get("error"), ack.get("outcome")
-            self._save(op)
+            self._update(op, where[1])
             return op, cmd
 
     def expire(self, now: datetime) -> list[tuple[Operation, SiteCommand]]:
@@ -229,12 +276,11 @@ class OperationLog:
         out = []
         with self._lock:
             for op in self._ops.values():
-                for c in op.commands:
+                for i, c in enumerate(op.commands):
                     if c.status == "sent" and now - c.sent_at > self.ack_timeout:
                         c.status = "timeout"
                         out.append((op, c))
-            for op in {op.id: op for op, _ in out}.values():
-                self._save(op)
+                        self._update(op, i)
         return out
 
     def undelivered(self, now: datetime) -> list[tuple[Operation, SiteCommand]]:
@@ -245,22 +291,26 @@ class OperationLog:
                     for c in op.commands if c.unanswered(now)]
 
     def superseded_by(self, cmd: SiteCommand) -> SiteCommand | None:
-        """The latest command that replaces ``cmd`` at its hall (a mode or setpoint command to the same hall
-        sent after it and not refused or failed there), or None.  Sending ``cmd`` again after it would undo a
-        newer decision; a refused one changed nothing, so it replaces nothing."""
-        if cmd.kind not in MODE_KINDS:
-            return None  # dispatch leases are per time window: a later one does not replace an earlier one
+        """The latest command that replaces ``cmd`` at its hall, or None: one to the same hall in a later
+        operation (the order they were added in, across restarts) that was not refused or failed there,
+        and either sets the mode (``cmd`` a mode or setpoint command) or holds a dispatch lease whose time
+        overlaps ``cmd``'s (the hall drops an overlapping lease for the newer one).  Sending ``cmd`` again
+        after it would undo a newer decision; a refused one changed nothing, so it replaces nothing."""
         with self._lock:
-            later = [c for op in self._ops.values() for c in op.commands
-                     if c.site == cmd.site and c.kind in MODE_KINDS and c.sent_at > cmd.sent_at
-                     and c.status not in ("refused", "failed")]
-        return max(later, key=lambda c: c.sent_at) if later else None
+            later, seen = [], False
+            for op in self._ops.values():
+                if seen:
+                    later += [c for c in op.commands if c.site == cmd.site and c.status not in ("refused", "failed")
+                              and _replaces(c, cmd)]
+                seen = seen or any(c is cmd for c in op.commands)
+        return later[-1] if later else None
 
     def mark_resent(self, op: Operation, cmd: SiteCommand) -> None:
         """``cmd`` was published again (a "replayed" refusal of it is then not its outcome)."""
         with self._lock:
             cmd.resent += 1
-            self._save(op)
+            if self._ops.get(op.id) is op:  # not dropped by the bound meanwhile
+                self._update(op, op.commands.index(cmd))
 
     def get(self, op_id: str) -> Operation | None:
         with self._lock:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol
@@ -175,6 +176,7 @@ class CentralService:
         self.clock = clock
         #: Operations and their commands; given a stored log (build_service), those of the previous run too.
         self.operations = operations if operations is not None else OperationLog(ack_timeout)
+        self._send_lock = threading.Lock()  # logging and publishing an operation's commands, or a resend
         self.suggestions: list[Suggestion] = []
         self._tasks: list[asyncio.Task] = []
         store.add_listener(self._on_view)
@@ -247,31 +249,42 @@ class CentralService:
     #: How often expired login sessions are deleted [s].
     SESSION_PURGE_S = 300.0
 
+    #: Wall seconds between the link coming up and sending again: the acks the broker kept for this
+    #: client's session arrive first, so commands that were answered are not sent twice.
+    RESEND_SETTLE_S = 0.5
+
     async def _send_again(self, unanswered: list[tuple[Operation, SiteCommand]]) -> None:
         """Publish again, once the link is up, the commands the previous run sent but never heard back about.
 
         The previous process may have held them in its MQTT client's memory while the broker was away; the
         site refuses a second copy of a command it already took (replay protection), and that refusal is
-        not counted as the outcome (:meth:`OperationLog.on_ack`)."""
+        not counted as the outcome (:meth:`OperationLog.on_ack`).  A command that a later one replaces at
+        its hall is not sent: arriving after the later one it would undo it."""
         while not self.link.connected:
-            await asyncio.sleep(0.2)
-        now = self.clock()
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(self.RESEND_SETTLE_S)
         sent = 0
         for op, cmd in unanswered:
-            if not cmd.unanswered(now):
-                continue  # answered (the ack was waiting in the broker) or expired meanwhile
+            try:
+                if self._send_one_again(op, cmd):
+                    sent += 1
+            except Exception:  # one command that cannot be sent must not keep the others back
+                log.exception("%s: command %s could not be sent again", cmd.site, cmd.command_id)
+        log.info("sent %d of %d unanswered command(s) of the previous run again", sent, len(unanswered))
+
+    def _send_one_again(self, op: Operation, cmd: SiteCommand) -> bool:
+        with self._send_lock:
+            if not cmd.unanswered(self.clock()):
+                return False  # answered (the ack was waiting in the broker) or expired meanwhile
             newer = self.operations.superseded_by(cmd)
             if newer is not None:
-                # Sent after the newer command it would arrive after it and undo it (a return to VPP
-                # after a JMA switch to disaster reserve, say).
                 log.info("%s: command %s not sent again: %s replaces it", cmd.site, cmd.command_id, newer.command_id)
-                continue
-            sent += 1
+                return False
             self.operations.mark_resent(op, cmd)
             self.link.publish_raw(SiteTopics(cmd.site).command(cmd.kind), cmd.envelope)
-            self.audit.append("central", "command_resent", cmd.site, reason="unanswered before a restart",
-                              details={"command_id": cmd.command_id, "operation": op.id, "kind": cmd.kind})
-        log.info("sent %d unanswered command(s) of the previous run again", sent)
+        self.audit.append("central", "command_resent", cmd.site, reason="unanswered before a restart",
+                          details={"command_id": cmd.command_id, "operation": op.id, "kind": cmd.kind})
+        return True
 
     def expire_commands(self) -> None:
         """Mark commands without an ack in time as timed out, and audit each."""
@@ -420,14 +433,22 @@ class CentralService:
             return chosen
         raise ScopeError("scope", "must be all, area or sites")
 
-    def _send(self, site: str, kind: str, payload: dict[str, Any], actor: str, now: datetime) -> SiteCommand:
+    def _command(self, site: str, kind: str, payload: dict[str, Any], actor: str, now: datetime) -> SiteCommand:
+        """A new command to ``site`` (envelope built and checked, not sent)."""
         env = new_command(site, kind, payload, issued_by=actor if actor == JMA_ACTOR else f"user:{actor}",
                           ttl=self.command_ttl, now=now)
         text = to_json(env)
-        cmd = SiteCommand(site, env["id"], kind, env["payload"], now, envelope=text.decode(),
-                          expires_at=datetime.fromisoformat(env["expires_at"]))
-        self.link.publish_raw(SiteTopics(site).command(kind), text)
-        return cmd
+        return SiteCommand(site, env["id"], kind, env["payload"], now, envelope=text.decode(),
+                           expires_at=datetime.fromisoformat(env["expires_at"]))
+
+    def _send_operation(self, op: Operation) -> None:
+        """Log ``op``, then publish its commands.  Logged first so that an ack, however fast, finds its
+        command; under the send lock so that a command sent again after a restart is either published
+        before this one or sees it and stands back (see :meth:`_send_again`)."""
+        with self._send_lock:
+            self.operations.add(op)
+            for cmd in op.commands:
+                self.link.publish_raw(SiteTopics(cmd.site).command(cmd.kind), cmd.envelope)
 
     def switch_mode(self, site_ids: list[str], mode: str, reason: str, actor: str, kind: str,
                     scope: dict[str, Any] | None = None) -> Operation:
@@ -435,10 +456,8 @@ class CentralService:
         (kind: disaster | return_to_vpp | jma_warning)."""
         now = self.clock()
         op = Operation(OperationLog.new_id(now), kind, actor, reason, now, scope or {"sites": site_ids})
-        for site in site_ids:
-            cmd = self._send(site, "mode", {"mode": mode, "reason": reason}, actor, now)
-            op.commands.append(cmd)
-        self.operations.add(op)
+        op.commands = [self._command(site, "mode", {"mode": mode, "reason": reason}, actor, now) for site in site_ids]
+        self._send_operation(op)
         for cmd in op.commands:
             self.audit.append(actor, "mode_switch", cmd.site, reason=reason,
                               details={"mode": mode, "command_id": cmd.command_id, "operation": op.id,
@@ -466,8 +485,8 @@ class CentralService:
             for lease_start, lease_end, target in leases:
                 payload = {"power_w": target, "start": lease_start.isoformat(), "end": lease_end.isoformat(),
                            "reason": reason}
-                op.commands.append(self._send(site, "dispatch", payload, actor, now))
-        self.operations.add(op)
+                op.commands.append(self._command(site, "dispatch", payload, actor, now))
+        self._send_operation(op)
         for cmd in op.commands:
             self.audit.append(actor, "dispatch", cmd.site, reason=reason,
                               details={**cmd.payload, "command_id": cmd.command_id, "operation": op.id})

@@ -20,9 +20,22 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from ems.central.operations import KEPT_OPERATIONS, Operation, OperationLog, SiteCommand
-from tests.central.conftest import RecordingLink, ack_for, make_env
+from tests.central.conftest import RecordingLink as ParsingLink
+from tests.central.conftest import ack_for, make_env
 
 T0 = datetime(2026, 9, 15, 3, 0, tzinfo=timezone.utc)
+
+
+class RecordingLink(ParsingLink):
+    """Records the bytes published as well as the parsed envelopes."""
+
+    def __init__(self):
+        super().__init__()
+        self.raw: list[bytes] = []
+
+    def publish_raw(self, topic, payload, qos=1):
+        self.raw.append(payload.encode() if isinstance(payload, str) else bytes(payload))
+        super().publish_raw(topic, payload, qos)
 
 
 def _op(i: int, sites=("hall-01",), expires_in=timedelta(minutes=5), at=T0) -> Operation:
@@ -64,6 +77,14 @@ def test_undelivered_is_unanswered_and_unexpired_oldest_first(tmp_path):
     assert log.undelivered(T0 + timedelta(minutes=5)) == []  # expired: the hall would refuse it
 
 
+def db_count(path, table: str) -> int:
+    db = sqlite3.connect(path)
+    try:
+        return db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+    finally:
+        db.close()
+
+
 def test_a_replayed_refusal_of_our_second_sending_is_not_the_outcome(tmp_path):
     log = OperationLog(timedelta(seconds=30), tmp_path / "operations.sqlite")
     op = _op(1)
@@ -72,10 +93,44 @@ def test_a_replayed_refusal_of_our_second_sending_is_not_the_outcome(tmp_path):
     log.mark_resent(op, op.commands[0])
     assert log.on_ack(replayed, T0) is None and op.commands[0].status == "sent"
     assert log.on_ack({**replayed, "status": "ok", "code": None}, T0)[1].status == "ok"
+    # Once the outcome is known, a refusal of the copy (it expired while the hall was away) does not undo it.
+    assert log.on_ack({**replayed, "code": "expired"}, T0) is None and op.commands[0].status == "ok"
     # A replay we did not cause is an answer like any other.
     other = _op(2)
     log.add(other)
     assert log.on_ack({**replayed, "command_id": "c-2-hall-01"}, T0)[1].status == "refused"
+
+
+def _dispatch(i: int, start_h: float, end_h: float, at=T0) -> Operation:
+    op = Operation(f"op-d{i}", "dispatch", "tanaka", "peak cut", at, {})
+    payload = {"power_w": 1000.0, "start": (at + timedelta(hours=start_h)).isoformat(),
+               "end": (at + timedelta(hours=end_h)).isoformat(), "reason": "peak cut"}
+    op.commands.append(SiteCommand("hall-01", f"c-d{i}", "dispatch", payload, at, envelope="{}",
+                                   expires_at=at + timedelta(minutes=5)))
+    return op
+
+
+def test_what_replaces_a_command_goes_by_the_order_sent_not_by_the_clock(tmp_path):
+    log = OperationLog(timedelta(seconds=30), tmp_path / "operations.sqlite")
+    old = _op(1, at=T0 + timedelta(hours=1))  # a clock that later stepped back
+    log.add(old)
+    log.add(_dispatch(1, 1, 2))
+    log.close()
+    log = OperationLog(timedelta(seconds=30), tmp_path / "operations.sqlite")
+    old = log.get("op-0001").commands[0]
+    assert log.superseded_by(old) is None
+    newer = _op(2, sites=("hall-02", "hall-01"))  # earlier by the clock, but sent after
+    log.add(newer)
+    assert log.superseded_by(old) is newer.commands[1]
+    # A dispatch lease is replaced by a later one to the same hall whose time overlaps, and only by that.
+    lease = log.get("op-d1").commands[0]
+    log.add(_dispatch(2, 2, 3))
+    assert log.superseded_by(lease) is None
+    overlapping = _dispatch(3, 1.5, 2.5)
+    log.add(overlapping)
+    assert log.superseded_by(lease) is overlapping.commands[0]
+    log.on_ack({"command_id": "c-d3", "site": "hall-01", "status": "refused", "code": "rejected"}, T0)
+    assert log.superseded_by(lease) is None  # refused at the hall: it replaced nothing
 
 
 def test_the_store_keeps_the_latest_operations_and_skips_a_row_it_cannot_read(tmp_path, caplog):
@@ -86,12 +141,13 @@ def test_the_store_keeps_the_latest_operations_and_skips_a_row_it_cannot_read(tm
     log.close()
     db = sqlite3.connect(path)
     assert db.execute("SELECT COUNT(*) FROM operations").fetchone()[0] == KEPT_OPERATIONS
-    db.execute("UPDATE operations SET body = '{\"id\": \"op-0100\"' WHERE id = 'op-0100'")
+    db.execute("UPDATE operations SET head = '{\"id\": \"op-0100\"' WHERE id = 'op-0100'")
     db.commit()
     db.close()
     with caplog.at_level(logging.ERROR):
         again = OperationLog(timedelta(seconds=30), path)
     assert again.get("op-0100") is None and "op-0100" in caplog.text and "cannot be read" in caplog.text
+    assert db_count(path, "commands") == KEPT_OPERATIONS  # the commands of dropped operations went with them
     assert again.get("op-0101") is not None and again.get("op-0004") is None and again.get("op-0504") is not None
 
 
@@ -133,7 +189,7 @@ def test_a_restarted_service_sends_unanswered_commands_again_and_audits_it(tmp_p
     second = _service(tmp_path, fleet, link)
     assert asyncio.run(_run_briefly(second.service, lambda: link.commands()))
     # Exactly the unanswered one, byte for byte the envelope sent before (same id, same expiry).
-    assert link.commands() == [sent[0]]
+    assert link.commands() == [sent[0]] and link.raw == [first.link.raw[0]]
     records = second.service.audit.records(action="command_resent")
     assert [(r.target, r.details["command_id"], r.details["operation"]) for r in records] == \
         [("hall-01", sent[0]["id"], op.id)]
@@ -290,3 +346,18 @@ def test_a_command_replaced_by_a_newer_one_is_not_sent_again(tmp_path, fleet):
     # hall-01's return is replaced by the JMA switch; hall-02's refused switch replaces nothing.
     assert [(e["site"], e["payload"]["mode"]) for e in again] == [("hall-02", "vpp")], again
     assert jma.commands[0].status == "sent" and refused.commands[0].status == "refused"
+
+
+def test_a_command_is_in_the_log_before_it_is_published(tmp_path, fleet):
+    """An ack that comes back at once finds its command (it used to be logged after publishing)."""
+    link = RecordingLink()
+    env = _service(tmp_path, fleet, link)
+    answered = []
+
+    def publish_and_answer(topic, payload, qos=1):
+        RecordingLink.publish_raw(link, topic, payload, qos)
+        answered.append(env.service.operations.on_ack(ack_for(json.loads(payload)), env.service.clock()))
+
+    link.publish_raw = publish_and_answer
+    op = env.service.switch_mode(["hall-01", "hall-02"], "disaster_reserve", "typhoon", "tanaka", "disaster")
+    assert all(a is not None for a in answered) and [c.status for c in op.commands] == ["ok", "ok"]
