@@ -66,7 +66,6 @@ log = logging.getLogger(__name__)
 
 CLASS_OF = {Nature.BATTERY: STORAGE_BATTERY, Nature.PV: HOME_SOLAR, Nature.METER: SMART_METER}
 MANUFACTURER = bytes([0xFF, 0xFF, 0xFF])  # "not specified": this is a simulator, not a product
-_SUPER_GET = {0x80, 0x82, 0x88, 0x8A, 0x9D, 0x9E, 0x9F}
 _WORKING = {BatteryState.CHARGING: P.MODE_CHARGE, BatteryState.DISCHARGING: P.MODE_DISCHARGE,
             BatteryState.IDLE: P.MODE_STANDBY, BatteryState.FAULT: 0x40, BatteryState.OFF: P.MODE_STANDBY}
 NATURE_OF = {cls: nature for nature, cls in CLASS_OF.items()}
@@ -239,19 +238,18 @@ class EchonetNode:
                 answers.append(answer)
         return answers
 
-    def _state_for(self, obj: _Object) -> HallState:
-        """The physics state this object shows: the current one, or the one it froze at."""
+    def _state_for(self, nature: Nature | None) -> HallState:
+        """The physics state an object of ``nature`` shows: the current one, or the one it froze at."""
         state = self.physics.step()
-        nature = NATURE_OF.get(obj.eoj[:2])
         if nature is None or nature not in self.physics.register_faults.frozen:
             self._frozen.pop(nature, None)
             return state
         return self._frozen.setdefault(nature, state)
 
     def _answer(self, obj: _Object, req: Frame) -> bytes | None:
-        state = self._state_for(obj)
-        faults = self.physics.register_faults
         nature = NATURE_OF.get(obj.eoj[:2])
+        state = self._state_for(nature)
+        faults = self.physics.register_faults
         refused_here = {epc for cls, epc in self.refused if cls == obj.eoj[:2]}
         if req.esv in (GET, INF_REQ):
             maps = obj.maps()

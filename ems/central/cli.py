@@ -137,7 +137,7 @@ def build_service(cfg: CentralConfig, fleet: FleetConfig | None = None, *, mqtt_
     service = CentralService(fleet, store, link, security, alarms,
                              history or build_history(cfg, recovered.append), jma=jma, market=market,
                              command_ttl=timedelta(seconds=cfg.commands.ttl_s * speed),
-                             ack_timeout=ack_timeout, operations=operations,
+                             operations=operations,
                              stale_after=timedelta(seconds=cfg.stale_after_s * speed), public_page=cfg.public_page,
                              notifier=Notifier(cfg.notify, cfg.base_dir) if cfg.notify.enabled else None,
                              **({"clock": clock} if clock is not None else {}))

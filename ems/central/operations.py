@@ -169,10 +169,14 @@ class OperationLog:
         self._db.execute("PRAGMA foreign_keys = ON")
         heads = self._db.execute("SELECT seq, id, head FROM (SELECT seq, id, head FROM operations ORDER BY seq DESC "
                                  "LIMIT ?) ORDER BY seq", (KEPT_OPERATIONS,)).fetchall()
+        bodies: dict[int, list[str]] = {}
+        if heads:  # every kept operation's commands in one query
+            for op_seq, body in self._db.execute("SELECT op_seq, body FROM commands WHERE op_seq >= ? "
+                                                 "ORDER BY op_seq, idx", (heads[0][0],)):
+                bodies.setdefault(op_seq, []).append(body)
         for seq, op_id, head in heads:
-            bodies = [b for (b,) in self._db.execute("SELECT body FROM commands WHERE op_seq = ? ORDER BY idx", (seq,))]
             try:
-                op = Operation.from_stored(head, bodies)
+                op = Operation.from_stored(head, bodies.get(seq, []))
             except (ValueError, KeyError, TypeError, IndexError) as exc:
                 log.error("operation log: operation %s cannot be read (%s: %s); skipped", op_id, type(exc).__name__,
                           exc)
@@ -309,8 +313,9 @@ class OperationLog:
         """``cmd`` was published again (a "replayed" refusal of it is then not its outcome)."""
         with self._lock:
             cmd.resent += 1
-            if self._ops.get(op.id) is op:  # not dropped by the bound meanwhile
-                self._update(op, op.commands.index(cmd))
+            where = self._by_command.get(cmd.command_id)
+            if where is not None:  # not dropped by the bound meanwhile
+                self._update(op, where[1])
 
     def get(self, op_id: str) -> Operation | None:
         with self._lock:

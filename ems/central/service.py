@@ -95,12 +95,11 @@ class JmaStatus:
     def to_dict(self, trigger: Any = None) -> dict[str, Any]:
         """With ``trigger`` (ems.central.jma.trigger.WarningTrigger): the last telegram of each kind and what
         it did, and the typhoon arrival forecast per hall."""
-        t = trigger
         return {"enabled": self.enabled, "source": self.source,
                 "last_poll_at": self.last_poll_at.isoformat() if self.last_poll_at else None,
                 "reports_seen": self.reports_seen, "switches": self.switches, "last_error": self.last_error,
-                "last_reports": t.last_reports() if t is not None else {},
-                "typhoon_arrivals": t.typhoon_arrivals() if t is not None else {}}
+                "last_reports": trigger.last_reports() if trigger is not None else {},
+                "typhoon_arrivals": trigger.typhoon_arrivals() if trigger is not None else {}}
 
 
 @dataclass
@@ -281,7 +280,7 @@ class CentralService:
                 log.info("%s: command %s not sent again: %s replaces it", cmd.site, cmd.command_id, newer.command_id)
                 return False
             self.operations.mark_resent(op, cmd)
-            self.link.publish_raw(SiteTopics(cmd.site).command(cmd.kind), cmd.envelope)
+            self._publish(cmd)
         self.audit.append("central", "command_resent", cmd.site, reason="unanswered before a restart",
                           details={"command_id": cmd.command_id, "operation": op.id, "kind": cmd.kind})
         return True
@@ -441,6 +440,9 @@ class CentralService:
         return SiteCommand(site, env["id"], kind, env["payload"], now, envelope=text.decode(),
                            expires_at=datetime.fromisoformat(env["expires_at"]))
 
+    def _publish(self, cmd: SiteCommand) -> None:
+        self.link.publish_raw(SiteTopics(cmd.site).command(cmd.kind), cmd.envelope)
+
     def _send_operation(self, op: Operation) -> None:
         """Log ``op``, then publish its commands.  Logged first so that an ack, however fast, finds its
         command; under the send lock so that a command sent again after a restart is either published
@@ -448,7 +450,7 @@ class CentralService:
         with self._send_lock:
             self.operations.add(op)
             for cmd in op.commands:
-                self.link.publish_raw(SiteTopics(cmd.site).command(cmd.kind), cmd.envelope)
+                self._publish(cmd)
 
     def switch_mode(self, site_ids: list[str], mode: str, reason: str, actor: str, kind: str,
                     scope: dict[str, Any] | None = None) -> Operation:

@@ -19,13 +19,13 @@ gets the process restarted.
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 from pathlib import Path
 from typing import Any
 
 from devices.configfile import ConfigError
 from ems.gateway.config import GatewayConfig, load_gateway_config
+from ems.gateway.heap import freeze_after_first_plans
 from ems.signals import stop_on_signals
 
 log = logging.getLogger(__name__)
@@ -88,10 +88,8 @@ async def _serve(gateway: Any, wiring: Any, stop: asyncio.Event, duration_s: flo
         asyncio.get_running_loop().call_later(duration_s, stop.set)
     notifier = Notifier()
     await gateway.start()
-    # Everything loaded so far (Pyomo alone is ~150k objects) lives as long as the process: out of the
-    # garbage collector's sight, a full collection no longer pauses the control cycle for ~60 ms.
-    gc.freeze()
-    helpers = [asyncio.create_task(print_status_lines([gateway.daemon], stop), name="status-lines"),
+    helpers = [asyncio.create_task(freeze_after_first_plans([gateway], stop), name="gc-freeze"),
+               asyncio.create_task(print_status_lines([gateway.daemon], stop), name="status-lines"),
                asyncio.create_task(_feed_watchdog(gateway, notifier, stop), name="watchdog")]
     notifier.ready()
     log.info("%s: gateway running (uplink %s, telemetry %s, state in %s)", gateway.site.id,

@@ -39,6 +39,7 @@ from typing import Any, Callable
 
 from devices.readings import Nature
 from ems.config import FleetConfig
+from ems.gateway.heap import freeze_after_first_plans
 from ems.sim.broker import Broker, free_port, make_broker
 from ems.sim.central_server import CentralServer, CentralTiming
 from ems.sim.telemetry_count import CountingOutbox, HistoryStore, TelemetryCount, count_telemetry
@@ -240,24 +241,9 @@ class FleetRuntime:
         for site_id, gateway in self.gateways.items():
             self._tasks.append(asyncio.create_task(gateway.run(self._stop), name=f"daemon-{site_id}"))
         await asyncio.gather(*(g.wait_connected(30.0) for g in self.gateways.values()))
-        gc.freeze()
-        self._tasks.append(asyncio.create_task(self._freeze_after_first_plans(), name="gc-freeze"))
+        self._tasks.append(asyncio.create_task(freeze_after_first_plans(self.gateways.values(), self._stop),
+                                               name="gc-freeze"))
         self.note("started: " + self.describe())
-
-    #: Longest wait [s wall] for every hall's first plan before freezing what was built for it.
-    FIRST_PLANS_WAIT_S = 30.0
-
-    async def _freeze_after_first_plans(self) -> None:
-        """Move what start-up and every hall's first plan built (modules, Pyomo models: hundreds of
-        thousands of objects that live as long as the process) out of the garbage collector's sight, as
-        ``ems run`` does.  Why: one process runs every hall here, and a full collection over all of it took
-        up to 0.22 s of wall time in an earthquake drill on an idle machine (more on a loaded one), a pause
-        of every hall's control cycle; at 3600x that is 13 simulated minutes of nobody watching the grid."""
-        deadline = time.monotonic() + self.FIRST_PLANS_WAIT_S
-        while time.monotonic() < deadline and not all(
-                g.plan_source is None or g.plan_source.plan is not None for g in self.gateways.values()):
-            await asyncio.sleep(0.2)
-        gc.freeze()
 
     def _mqtt(self, user: str) -> MqttSettings:
         assert self.broker is not None

@@ -246,8 +246,9 @@ def test_reserve_by_arrival_kept_unreachable_or_broken(fleet):
     kept = check(hall(0, 4.0, 6.0))
     assert kept.ok and "6.0 h before the forecast arrival" in kept.detail
     missing_h = site.reserve.h_disaster - 0.5
-    need_h = missing_h * site.loads.critical_w / (min(site.battery.max_charge_w, site.inverter.rated_w,
-                                                      site.grid.import_limit_w) * site.battery.charge_efficiency)
+    policy = site.safety_policy()
+    need_h = missing_h * site.loads.critical_w / (min(policy.max_charge_w, policy.grid_import_limit_w)
+                                                  * policy.charge_efficiency)
     late = check(hall(10 - need_h / 2, None, 0.5))  # half the charging time needed is left
     assert late.ok and late.detail.startswith("unreachable:") and "kWh missing" in late.detail, late.detail
     broken = check(hall(0, 12.0, 6.0))  # 10 h were enough for 6 h of missing reserve, reached only after 12 h

@@ -14,6 +14,7 @@ from ems.central.api.deps import (NEEDS_LOGIN, Principal, client_ip, current_pri
                                   visible_text)
 from ems.central.roles import permissions_of
 from ems.central.sessions import cookie_kwargs, cookie_name
+from ems.central.users import LANGUAGES
 
 router = APIRouter(prefix="/api", tags=["auth"])
 
@@ -116,7 +117,8 @@ def me(request: Request, principal: Principal = Depends(current_principal)) -> d
 
 
 class LanguageRequest(BaseModel):
-    language: Literal["ja", "en"] = Field(description="the dashboard language: ja (日本語) or en (English)")
+    language: Literal[LANGUAGES] = Field(  # type: ignore[valid-type]
+        description="the dashboard language: ja (日本語) or en (English)")
 
 
 @router.put("/me/language", summary="Remember the dashboard language of the logged-in user (ja or en)",

@@ -44,11 +44,13 @@ const Charts = (() => {
     };
   }
 
-  function legendItem(color, dash, text, band) {
+  // The legend of the mode bands (uPlot draws the series' own legend).
+  function bandLegendItem(color, text) {
     const item = document.createElement("span");
     const sw = document.createElement("i");
-    sw.style.background = dash ? `repeating-linear-gradient(90deg, ${color} 0 4px, transparent 4px 7px)` : color;
-    if (band) { sw.style.opacity = "0.3"; sw.style.height = "10px"; }
+    sw.style.background = color;
+    sw.style.opacity = "0.3";
+    sw.style.height = "10px";
     item.append(sw, text);
     return item;
   }
@@ -69,7 +71,7 @@ const Charts = (() => {
     legend.className = "legend";
     // The series' own legend is uPlot's (below the plot, with the values at the cursor); here only the bands.
     for (const m of [...new Set((opts.bands || []).map(b => b.mode).filter(Boolean))]) {
-      legend.appendChild(legendItem(opts.bands.find(x => x.mode === m).color, false, t("chart.shaded", { mode: m }), true));
+      legend.appendChild(bandLegendItem(opts.bands.find(x => x.mode === m).color, t("chart.shaded", { mode: m })));
     }
     box.appendChild(legend);
     const series = opts.series.filter(s => s.points.length);
@@ -134,5 +136,5 @@ const Charts = (() => {
     }
   }
 
-  return { draw, fmtTime };
+  return { draw };
 })();

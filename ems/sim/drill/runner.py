@@ -283,8 +283,7 @@ class DrillRun:
         although its promise is ``limit_s``; older commands have had their time."""
         recent = end - timedelta(seconds=limit_s * self.speed)
         deadline = time.monotonic() + limit_s
-        while time.monotonic() < deadline:
-            await self._collect_operations()
+        while time.monotonic() < deadline:  # self.ops is kept fresh by the drill-operations task
             waiting = [c for op in self.ops.by_id.values() for c in op.get("commands", [])
                        if not c.get("acked_at") and c.get("status") == "sent"
                        and datetime.fromisoformat(c["sent_at"]) >= recent]
