@@ -123,8 +123,13 @@ class EchonetDevice:
             values.update(await self._static([epc]))
         return values
 
-    async def _request_get(self, epcs: list[int]) -> dict[int, bytes]:
-        """Get ``epcs``, in chunks of ``max_opc`` once the node has shown it answers no more per frame."""
+    async def _request_get(self, epcs: list[int], required: tuple[int, ...] | None = None) -> dict[int, bytes]:
+        """Get ``epcs``, in chunks of ``max_opc`` once the node has shown it answers no more per frame.
+
+        With ``required`` (the poll's own properties), a refusal is handled per chunk: real nodes list
+        properties they then refuse; an optional one is dropped from later requests (logged once) and the
+        chunks before and after it still count; a refused required one is the device's error, naming it.
+        Without it a refusal is raised as it comes (:meth:`_static` handles it)."""
         values: dict[int, bytes] = {}
         todo = list(epcs)
         while todo:
@@ -139,6 +144,12 @@ class EchonetDevice:
                 log.info("%s: %s; asking at most %d properties per request", self.id, exc.message, self.max_opc)
                 values.update(exc.values)
                 chunk = chunk[: self.max_opc]
+            except RefusedError as exc:
+                if required is None or any(e in required for e in exc.epcs):
+                    raise
+                self.refused_optional |= set(exc.epcs)
+                log.warning("%s: %s; not asked for again", self.id, exc.message)
+                values.update(exc.values)
             todo = todo[len(chunk):]
         return values
 
@@ -153,16 +164,7 @@ class EchonetDevice:
         epcs = list(required) + [e for e in optional if e in maps.get and e not in self.refused_optional]
         if not epcs:
             return {}
-        try:
-            return await self._request_get(epcs)
-        except RefusedError as exc:
-            # Real nodes list properties they then refuse.  An optional one is dropped from later
-            # requests (logged once, here); a required one is the device's error, naming it.
-            if any(e in required for e in exc.epcs):
-                raise
-            self.refused_optional |= set(exc.epcs)
-            log.warning("%s: %s; not asked for again", self.id, exc.message)
-            return exc.values
+        return await self._request_get(epcs, required)
 
     def _unsigned(self, values: dict[int, bytes], epc: int) -> int | None:
         return P.unsigned(values[epc]) if epc in values else None

@@ -168,3 +168,16 @@ async def test_node_that_answers_only_a_few_properties_per_frame(hand_battery):
     await bat.read()
     assert all(len(req["props"]) <= 3 for req in responder.received[start:])
     assert len(responder.received) - start == 3  # 8 listed properties in requests of 3, 3, 2
+
+
+async def test_a_refusal_in_a_later_chunk_keeps_what_the_other_chunks_answered(hand_battery, caplog):
+    """A node that caps its answers and refuses an optional property in the third request of a poll: the
+    SoC and power of the first request still count (the refusal used to discard them: a failed read)."""
+    responder, bat = hand_battery
+    responder.max_opc = 3
+    await bat.read()  # learns the cap
+    responder.refuse = {0xE5}  # asked in the third chunk of 3, 3, 2
+    r = await bat.read()
+    assert r.soh_pct is None and r.soc_pct == pytest.approx(50.0) and r.power_w == -1200.0
+    assert r.max_discharge_w == 2500.0
+    assert "0xE5 (battery state of health)" in caplog.text
