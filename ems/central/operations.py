@@ -262,11 +262,13 @@ class OperationLog:
             cmd = op.commands[where[1]]
             if ack.get("site") not in (None, cmd.site):
                 return None  # an ack for our id from another site is not an answer
-            if cmd.resent and (ack.get("code") == "replayed" or cmd.status in FINAL):
-                # An answer to our second sending of the command: "replayed" means the site had taken the
-                # first one, whose answer is the outcome (it waits in the broker for us, or came already);
-                # and once an outcome is known, a refusal of the copy (expired while the hall was away) does
-                # not undo it.
+            if ack.get("code") == "replayed" or (cmd.resent and cmd.status in FINAL):
+                # "replayed": a second copy of a command the site had already taken (our resend after a
+                # restart, or a broker that restarted from a persistence file older than its delivery and
+                # sent it again as new); the site's answer to the first copy is the outcome (it came
+                # already or waits in the broker for us).  Command ids are random, so such a refusal is never
+                # the answer to a command of ours.  And once a resent command's outcome is known, a refusal
+                # of the copy (expired while the hall was away) does not undo it.
                 return None
             status = ack.get("status")
             cmd.status = status if status in FINAL else "failed"
